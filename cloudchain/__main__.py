@@ -1,0 +1,5 @@
+"""Run the cchain CLI as `python -m cloudchain`."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""Configuration: the settings, where each comes from, and the one precedence rule.
+
+Precedence, highest first: explicit value (a CLI flag or a module variable) > environment >
+config file > default. A setting given as an empty string means "use the default" and stops
+the lookup there, so `endpoint_url =` in a file, or `--endpoint-url ''`, selects AWS's endpoint.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from .errors import CloudChainConfigError
+
+DEFAULT_TABLE = "safedb"
+DEFAULT_REGION = "us-east-1"
+CONFIG_ENV = "CLOUDCHAIN_CONFIG"
+DEFAULT_CONFIG_PATH = "~/.cchainrc"
+
+# A synthetic section that collects options written above any header: the original
+# `.cchainrc` may have no section header at all, which plain ConfigParser rejects.
+_TOP = "__top__"
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where one configuration value can come from, and how to parse it from text."""
+
+    env: str
+    section: str
+    option: str
+    parse: Callable[[str], Any] = str
+    # Whether a header-less file may set it by its bare option name.
+    top_level: bool = True
+
+
+SETTINGS: dict[str, Setting] = {
+    "region_name": Setting("CLOUDCHAIN_REGION", "dynamo", "region_name"),
+    "endpoint_url": Setting("CLOUDCHAIN_ENDPOINT_URL", "dynamo", "endpoint_url"),
+    "tablename": Setting("CLOUDCHAIN_TABLE", "dynamo", "tablename"),
+    "keyalias": Setting("CLOUDCHAIN_KEY_ALIAS", "IAMKMS", "keyalias"),
+    "kms_endpoint_url": Setting(
+        "CLOUDCHAIN_KMS_ENDPOINT_URL", "IAMKMS", "endpoint_url", top_level=False
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings for one CloudChain; None means the AWS default."""
+
+    region_name: str | None = None
+    endpoint_url: str | None = None
+    kms_endpoint_url: str | None = None
+    tablename: str = DEFAULT_TABLE
+    keyalias: str | None = None
+    profile_name: str | None = None
+
+
+_DEFAULTS = Config()
+
+
+def config_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """Return the config file to read and whether it was named explicitly (and so must exist)."""
+    if path:
+        return Path(path).expanduser(), True
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]).expanduser(), True
+    return Path(DEFAULT_CONFIG_PATH).expanduser(), False
+
+
+def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
+    """Return the settings a `.cchainrc` file sets, sectioned or header-less."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise CloudChainConfigError(f"config file {path} does not exist") from None
+        return {}
+    except (OSError, UnicodeDecodeError) as err:
+        raise CloudChainConfigError(f"cannot read config file {path}: {err}") from None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(f"[{_TOP}]\n{text}", source=str(path))
+    except configparser.Error as err:
+        first_line = str(err).splitlines()[0]
+        raise CloudChainConfigError(f"cannot parse config file {path}: {first_line}") from None
+    found: dict[str, str] = {}
+    for name, setting in SETTINGS.items():
+        if parser.has_option(setting.section, setting.option):
+            found[name] = parser.get(setting.section, setting.option)
+        elif setting.top_level and parser.has_option(_TOP, setting.option):
+            found[name] = parser.get(_TOP, setting.option)
+    return found
+
+
+def resolve(layers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Apply the precedence: for each setting, the first layer that has it wins."""
+    resolved: dict[str, Any] = {}
+    for name, setting in SETTINGS.items():
+        for source, values in layers:
+            raw = values.get(name)
+            if raw is None:
+                continue
+            if isinstance(raw, str):
+                raw = raw.strip()
+                if raw == "":
+                    break  # explicitly "the default"
+                try:
+                    raw = setting.parse(raw)
+                except ValueError as err:
+                    raise CloudChainConfigError(f"invalid {name} from {source}: {err}") from None
+            resolved[name] = raw
+            break
+    return resolved
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build a Config from explicit values, the environment and the config file."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - {f.name for f in fields(Config)}
+    if unknown:
+        raise TypeError(f"unknown configuration settings: {', '.join(sorted(unknown))}")
+    file_path, required = config_path(path, environ)
+    from_env = {name: environ.get(s.env) for name, s in SETTINGS.items()}
+    from_file = read_config_file(file_path, required=required)
+    values = resolve([("flag", overrides), ("environment", from_env), (str(file_path), from_file)])
+    extra = {
+        name: value
+        for name, value in overrides.items()
+        if name not in SETTINGS and value is not None
+    }
+    return Config(**{**_defaults_dict(), **values, **extra})
+
+
+def _defaults_dict() -> dict[str, Any]:
+    return {f.name: getattr(_DEFAULTS, f.name) for f in fields(Config)}
+
+
+def is_aws_endpoint(url: str) -> bool:
+    """Return True when the URL points at an AWS-operated host."""
+    host = (urlparse(url).hostname or "").lower()
+    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+
+
+def kms_endpoint_for(endpoint_url: str | None, kms_endpoint_url: str | None) -> str | None:
+    """Pick the KMS endpoint: its own setting, else a non-AWS DynamoDB endpoint, else AWS's."""
+    if kms_endpoint_url:
+        return kms_endpoint_url
+    if endpoint_url and not is_aws_endpoint(endpoint_url):
+        # A local emulator (cchain-local, moto, LocalStack) serves KMS on the same endpoint.
+        return endpoint_url
+    return None

@@ -1,0 +1,150 @@
+"""Exceptions raised by cloudchain, and the one place where botocore errors are translated.
+
+    CloudChainError
+    ├── CloudChainConfigError   configuration is missing or wrong (key alias, table, credentials)
+    ├── ValidationError         bad input, refused before any AWS call (also a ValueError)
+    ├── SecretNotFoundError     no secret for that service and user (or that version)
+    ├── AccessDeniedError       IAM or the credentials refused the call
+    ├── IntegrityError          the ciphertext does not decrypt for its row: altered, copied or replayed
+    ├── EndpointError           the endpoint cannot be reached, or the service stayed unavailable
+    └── VersionConflictError    check-and-set found a different current version
+
+No message ever contains a secret value: messages name the service, user, table and key instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class CloudChainError(Exception):
+    """Base class of every error cloudchain raises."""
+
+
+class CloudChainConfigError(CloudChainError):
+    """Configuration is missing or wrong."""
+
+
+class ValidationError(CloudChainError, ValueError):
+    """Input was refused before any AWS call."""
+
+
+class SecretNotFoundError(CloudChainError, LookupError):
+    """No secret exists for that service and user (or that version)."""
+
+
+class AccessDeniedError(CloudChainError):
+    """AWS refused the call: IAM policy, key policy or credentials."""
+
+
+class IntegrityError(CloudChainError):
+    """The stored ciphertext does not decrypt for its row."""
+
+
+class EndpointError(CloudChainError):
+    """The AWS endpoint cannot be reached or stayed unavailable after retries."""
+
+
+class VersionConflictError(CloudChainError):
+    """A check-and-set save found a different current version; nothing was written."""
+
+    def __init__(self, message: str, *, current_version: int) -> None:
+        super().__init__(message)
+        self.current_version = current_version
+
+
+# Every AWS error code we expect from DynamoDB, KMS and STS, with the error it becomes and why.
+# Codes not listed become a plain CloudChainError that names the code.
+ERROR_CODES: dict[str, tuple[type[CloudChainError], str]] = {
+    # DynamoDB
+    "ResourceNotFoundException": (
+        CloudChainConfigError,
+        "the table does not exist (create it with `cchain --setup`)",
+    ),
+    "ProvisionedThroughputExceededException": (EndpointError, "throttled after all retries"),
+    "RequestLimitExceeded": (EndpointError, "throttled after all retries"),
+    "InternalServerError": (EndpointError, "the service failed after all retries"),
+    "ItemCollectionSizeLimitExceededException": (CloudChainError, "the item is too large"),
+    # KMS
+    "NotFoundException": (CloudChainConfigError, "the KMS key or alias does not exist"),
+    "InvalidCiphertextException": (
+        IntegrityError,
+        "the ciphertext does not decrypt for this row (altered, or copied from another row)",
+    ),
+    "IncorrectKeyException": (IntegrityError, "the ciphertext was made with a different key"),
+    "DisabledException": (CloudChainConfigError, "the KMS key is disabled"),
+    "KMSInvalidStateException": (CloudChainConfigError, "the KMS key is not in a usable state"),
+    "InvalidKeyUsageException": (CloudChainConfigError, "the KMS key cannot encrypt and decrypt"),
+    "KeyUnavailableException": (EndpointError, "the KMS key is unavailable"),
+    "KMSInternalException": (EndpointError, "KMS failed after all retries"),
+    "DependencyTimeoutException": (EndpointError, "KMS timed out after all retries"),
+    # Either service, and STS
+    "AccessDeniedException": (AccessDeniedError, "access denied"),
+    "AccessDenied": (AccessDeniedError, "access denied"),
+    "UnrecognizedClientException": (AccessDeniedError, "the AWS credentials were not recognised"),
+    "InvalidClientTokenId": (AccessDeniedError, "the AWS credentials were not recognised"),
+    "InvalidSignatureException": (AccessDeniedError, "the request signature was refused"),
+    "SignatureDoesNotMatch": (AccessDeniedError, "the request signature was refused"),
+    "ExpiredTokenException": (AccessDeniedError, "the AWS credentials have expired"),
+    "ExpiredToken": (AccessDeniedError, "the AWS credentials have expired"),
+    "ThrottlingException": (EndpointError, "throttled after all retries"),
+    "Throttling": (EndpointError, "throttled after all retries"),
+    "ServiceUnavailable": (EndpointError, "the service is unavailable"),
+    "ServiceUnavailableException": (EndpointError, "the service is unavailable"),
+    "InternalFailure": (EndpointError, "the service failed after all retries"),
+    "ValidationException": (CloudChainError, "AWS rejected the request as invalid"),
+}
+
+# botocore exception class names that mean "could not talk to the endpoint at all".
+_CONNECTION_ERRORS = (
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ProxyConnectionError",
+    "SSLError",
+    "HTTPClientError",
+)
+_CREDENTIAL_ERRORS = (
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "CredentialRetrievalError",
+    "ProfileNotFound",
+    "NoRegionError",
+    "SSOTokenLoadError",
+    "TokenRetrievalError",
+    "UnauthorizedSSOTokenError",
+)
+
+
+def translate(err: BaseException, doing: str, endpoint: str | None = None) -> CloudChainError | None:
+    """Return the CloudChainError for a botocore error, or None when it is not one of ours."""
+    response = getattr(err, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        code = str(response["Error"].get("Code", "Unknown"))
+        cls, reason = ERROR_CODES.get(code, (CloudChainError, "AWS refused the request"))
+        return cls(f"{doing}: {reason} ({code})")
+    mro_names = {klass.__name__ for klass in type(err).__mro__}
+    if mro_names.intersection(_CONNECTION_ERRORS):
+        kwargs = getattr(err, "kwargs", {}) or {}
+        where = kwargs.get("endpoint_url") or endpoint or "the AWS default endpoint"
+        return EndpointError(f"{doing}: cannot reach {where} ({type(err).__name__})")
+    if mro_names.intersection(_CREDENTIAL_ERRORS):
+        # botocore's own text here names profiles and settings, never a secret.
+        return CloudChainConfigError(f"{doing}: {err}")
+    return None
+
+
+@contextmanager
+def aws_errors(doing: str, endpoint: str | None = None) -> Iterator[None]:
+    """Translate botocore errors raised inside the block, chaining the original."""
+    try:
+        yield
+    except CloudChainError:
+        raise
+    except Exception as err:
+        translated = translate(err, doing, endpoint)
+        if translated is None:
+            raise
+        raise translated from err

@@ -1,0 +1,54 @@
+"""Input checks that run before any AWS call, so bad input never costs a request or half a write."""
+
+from __future__ import annotations
+
+from .errors import ValidationError
+
+# DynamoDB's limits on a partition key and a sort key value, in UTF-8 bytes.
+MAX_SERVICE_BYTES = 2048
+MAX_USER_BYTES = 1024
+# KMS Encrypt's plaintext limit.
+MAX_SECRET_BYTES = 4096
+
+
+def _utf8(value: str, what: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"the {what} is not valid Unicode text") from None
+
+
+def check_name(value: object, what: str, limit: int) -> str:
+    """Return a service or user name after checking it is a non-empty str within DynamoDB's limit."""
+    if not isinstance(value, str):
+        raise ValidationError(f"the {what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise ValidationError(f"the {what} must not be empty")
+    size = len(_utf8(value, what))
+    if size > limit:
+        raise ValidationError(f"the {what} is {size} bytes of UTF-8; the limit is {limit}")
+    return value
+
+
+def check_row(service: object, user: object) -> tuple[str, str]:
+    """Return (service, user) after checking both."""
+    return (
+        check_name(service, "service", MAX_SERVICE_BYTES),
+        check_name(user, "user", MAX_USER_BYTES),
+    )
+
+
+def secret_bytes(secret: object, service: str, user: str) -> bytes:
+    """Return the secret as UTF-8 bytes after checking its type and size; never echo its value."""
+    if not isinstance(secret, str):
+        raise ValidationError(
+            f"the secret for {service}/{user} must be a str, not {type(secret).__name__}"
+        )
+    if not secret:
+        raise ValidationError(f"the secret for {service}/{user} must not be empty")
+    data = _utf8(secret, f"secret for {service}/{user}")
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValidationError(
+            f"the secret for {service}/{user} is {len(data)} bytes; the limit is {MAX_SECRET_BYTES}"
+        )
+    return data

@@ -1,0 +1,41 @@
+"""Packaging for cloudchain; tool settings live in pyproject.toml."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', (HERE / "cloudchain" / "_version.py").read_text()
+).group(1)
+
+# moto's `server` extra pulls in cfn-lint, docker, xray and more for services we never emulate;
+# these are exactly what its server needs to serve DynamoDB, KMS and STS, at half the install.
+LOCAL = ["moto[dynamodb,kms]>=5.0", "flask", "flask-cors"]
+TEST = LOCAL + ["pytest>=7", "hypothesis>=6", "python-dotenv>=1.0", "ruff>=0.6", "mypy>=1.10"]
+
+setup(
+    name="cloudchain",
+    version=VERSION,
+    description="Application secrets encrypted with AWS KMS and stored in DynamoDB",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["cloudchain", "cloudchain.*"]),
+    package_data={"cloudchain": ["py.typed"]},
+    install_requires=["boto3>=1.28", "botocore>=1.31"],
+    extras_require={"local": LOCAL, "test": TEST, "dev": TEST},
+    entry_points={
+        "console_scripts": [
+            "cchain = cloudchain.cli:main",
+            "cchain-local = cloudchain.local:main",
+        ]
+    },
+    classifiers=[
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Security :: Cryptography",
+    ],
+)
