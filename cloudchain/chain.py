@@ -6,21 +6,18 @@ import builtins
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import crypto, table
 from .config import DEFAULT_REGION, DEFAULT_TABLE, Config, kms_endpoint_for, load_config
-from .errors import CloudChainConfigError, SecretNotFoundError, aws_errors, IntegrityError
+from .errors import CloudChainConfigError, IntegrityError, SecretNotFoundError, aws_errors
 from .validation import check_row, secret_bytes
 
 if TYPE_CHECKING:
     import boto3
 
-# botocore's defaults (60 s timeouts, legacy retries) can hang a shell for minutes on a bad network.
-CONNECT_TIMEOUT = 3.0
-READ_TIMEOUT = 10.0
-MAX_ATTEMPTS = 5
+_DEFAULTS = Config()
 
 
 @dataclass(frozen=True)
@@ -51,6 +48,9 @@ class CloudChain:
         keyalias: str | None = None,
         kms_endpoint_url: str | None = None,
         profile_name: str | None = None,
+        connect_timeout: float = _DEFAULTS.connect_timeout,
+        read_timeout: float = _DEFAULTS.read_timeout,
+        max_attempts: int = _DEFAULTS.max_attempts,
         session: boto3.Session | None = None,
     ) -> None:
         self.config = Config(
@@ -60,6 +60,9 @@ class CloudChain:
             tablename=tablename or DEFAULT_TABLE,
             keyalias=keyalias or None,
             profile_name=profile_name or None,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
         )
         self._session = session
         self._clients: dict[str, Any] = {}
@@ -79,15 +82,7 @@ class CloudChain:
     @classmethod
     def from_settings(cls, config: Config, *, session: boto3.Session | None = None) -> CloudChain:
         """Build a CloudChain from an already resolved Config."""
-        return cls(
-            region_name=config.region_name,
-            endpoint_url=config.endpoint_url,
-            tablename=config.tablename,
-            keyalias=config.keyalias,
-            kms_endpoint_url=config.kms_endpoint_url,
-            profile_name=config.profile_name,
-            session=session,
-        )
+        return cls(**asdict(config), session=session)
 
     def __repr__(self) -> str:
         c = self.config
@@ -119,9 +114,9 @@ class CloudChain:
             else kms_endpoint_for(c.endpoint_url, c.kms_endpoint_url)
         )
         boto_config = BotoConfig(
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            connect_timeout=c.connect_timeout,
+            read_timeout=c.read_timeout,
+            retries={"mode": "standard", "max_attempts": c.max_attempts},
         )
         return self._session.client(
             service_name,  # type: ignore[call-overload]
@@ -171,7 +166,9 @@ class CloudChain:
             item = table.get_item(self._dynamodb, name, service, user)
             if item is None:
                 raise SecretNotFoundError(f"no secret for {service}/{user} in table '{name}'")
-            plaintext = crypto.decrypt(self._kms, item.ciphertext, crypto.row_context(service, user))
+            plaintext = crypto.decrypt(
+                self._kms, item.ciphertext, crypto.row_context(service, user)
+            )
         try:
             return plaintext.decode("utf-8")
         except UnicodeDecodeError:
@@ -209,7 +206,9 @@ class CloudChain:
                     "cannot create a key: no KMS key alias is configured (set keyalias or --key-alias)"
                 )
             if not alias.startswith("alias/"):
-                raise CloudChainConfigError(f"cannot create key alias {alias}: it must start with alias/")
+                raise CloudChainConfigError(
+                    f"cannot create key alias {alias}: it must start with alias/"
+                )
             with self._errors(f"cannot create KMS key {alias}"):
                 if not crypto.key_exists(self._kms, alias):
                     crypto.create_key_with_alias(self._kms, alias)

@@ -103,7 +103,9 @@ def _chosen_action(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace, action: str | None) -> None:
+def _check_usage(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, action: str | None
+) -> None:
     if action is None:
         parser.error("choose an action: --save, --read, --list, --delete or --setup")
     if action in _NEEDS_ROW and (args.user is None or args.service is None):

@@ -30,7 +30,14 @@ _TOP = "__top__"
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
-        raise ValueError("must be at least 1")
+        raise ValueError(f"{raw!r} is not a whole number of at least 1")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"{raw!r} is not a positive number")
     return value
 
 
@@ -54,6 +61,11 @@ SETTINGS: dict[str, Setting] = {
     "kms_endpoint_url": Setting(
         "CLOUDCHAIN_KMS_ENDPOINT_URL", "IAMKMS", "endpoint_url", top_level=False
     ),
+    "connect_timeout": Setting(
+        "CLOUDCHAIN_CONNECT_TIMEOUT", "aws", "connect_timeout", _positive_float
+    ),
+    "read_timeout": Setting("CLOUDCHAIN_READ_TIMEOUT", "aws", "read_timeout", _positive_float),
+    "max_attempts": Setting("CLOUDCHAIN_MAX_ATTEMPTS", "aws", "max_attempts", _positive_int),
 }
 
 
@@ -67,12 +79,18 @@ class Config:
     tablename: str = DEFAULT_TABLE
     keyalias: str | None = None
     profile_name: str | None = None
+    # botocore's defaults (60 s timeouts) can hang a shell for minutes on a bad network.
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    max_attempts: int = 5
 
 
 _DEFAULTS = Config()
 
 
-def config_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+def config_path(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> tuple[Path, bool]:
     """Return the config file to read and whether it was named explicitly (and so must exist)."""
     if path:
         return Path(path).expanduser(), True

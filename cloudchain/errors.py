@@ -118,7 +118,9 @@ _CREDENTIAL_ERRORS = (
 )
 
 
-def translate(err: BaseException, doing: str, endpoint: str | None = None) -> CloudChainError | None:
+def translate(
+    err: BaseException, doing: str, endpoint: str | None = None
+) -> CloudChainError | None:
     """Return the CloudChainError for a botocore error, or None when it is not one of ours."""
     response = getattr(err, "response", None)
     if isinstance(response, dict) and "Error" in response:

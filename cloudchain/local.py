@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -44,9 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_free(host: str, port: int) -> None:
+    # werkzeug prints its own multi-line message and exits on a busy port; ask first instead.
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, port))
+
+
 def start_server(host: str, port: int) -> Any:
     """Start moto's server in a daemon thread and return it; raises ImportError without moto."""
-    from moto.server import DomainDispatcherApplication, create_backend_app
+    _check_free(host, port)
+    from moto.server import (  # type: ignore[attr-defined]
+        DomainDispatcherApplication,
+        create_backend_app,
+    )
     from werkzeug.serving import make_server
 
     server = make_server(host, port, DomainDispatcherApplication(create_backend_app), threaded=True)
@@ -87,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     except OSError as err:
-        print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {err.strerror}", file=sys.stderr)
+        print(
+            f"{PROG}: error: cannot listen on {args.host}:{args.port}: {err.strerror}",
+            file=sys.stderr,
+        )
         return 1
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -1,0 +1,22 @@
+"""Helpers shared by the tests (tests/ is on sys.path through pytest's rootdir handling)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+KEY_ALIAS = "alias/test"
+
+
+class CallCounter:
+    """Counts the AWS operations a botocore client makes, by registering on its event system."""
+
+    def __init__(self, *clients: Any) -> None:
+        self.operations: list[str] = []
+        for client in clients:
+            client.meta.events.register("before-call.*.*", self._record)
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.operations.append(model.name)
+
+    def count(self, prefix: str = "") -> int:
+        return sum(1 for name in self.operations if name.startswith(prefix))

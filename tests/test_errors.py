@@ -1,0 +1,135 @@
+"""The error hierarchy and the one translation of botocore errors."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+
+import cloudchain
+from cloudchain import CloudChain
+from cloudchain.errors import ERROR_CODES, CloudChainError, aws_errors, translate
+
+
+def _client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}}, "Op")
+
+
+def test_every_error_is_a_cloudchain_error_and_importable_from_the_package() -> None:
+    for name in (
+        "CloudChainConfigError",
+        "SecretNotFoundError",
+        "AccessDeniedError",
+        "IntegrityError",
+        "EndpointError",
+        "ValidationError",
+        "VersionConflictError",
+    ):
+        assert issubclass(getattr(cloudchain, name), cloudchain.CloudChainError)
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_CODES))
+def test_every_mapped_code_becomes_its_error_with_context(code: str) -> None:
+    expected_class, reason = ERROR_CODES[code]
+    err = translate(_client_error(code), "cannot read billing/alice from table 'safedb'")
+    assert type(err) is expected_class
+    assert str(err) == f"cannot read billing/alice from table 'safedb': {reason} ({code})"
+
+
+def test_unmapped_code_becomes_the_base_error_naming_the_code() -> None:
+    err = translate(_client_error("SomethingNew"), "doing")
+    assert type(err) is CloudChainError
+    assert "SomethingNew" in str(err)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+        ConnectTimeoutError(endpoint_url="http://127.0.0.1:1"),
+        ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
+    ],
+)
+def test_connection_failures_become_endpoint_errors_naming_the_endpoint(error: Exception) -> None:
+    err = translate(error, "doing")
+    assert isinstance(err, cloudchain.EndpointError)
+    assert "http://127.0.0.1:1" in str(err)
+
+
+@pytest.mark.parametrize("error", [NoCredentialsError(), ProfileNotFound(profile="ghost")])
+def test_credential_problems_become_config_errors(error: Exception) -> None:
+    assert isinstance(translate(error, "doing"), cloudchain.CloudChainConfigError)
+
+
+def test_aws_errors_chains_the_original_and_leaves_other_exceptions_alone() -> None:
+    with pytest.raises(cloudchain.IntegrityError) as info, aws_errors("doing"):
+        raise _client_error("InvalidCiphertextException")
+    assert isinstance(info.value.__cause__, ClientError)
+    with pytest.raises(KeyError), aws_errors("doing"):
+        raise KeyError("not botocore")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_endpoint_raises_endpoint_error_naming_it() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    chain = CloudChain(endpoint_url=url, max_attempts=1)
+    with pytest.raises(cloudchain.EndpointError, match=url):
+        chain.read("billing", "alice")
+
+
+def test_unknown_profile_is_a_config_error() -> None:
+    with pytest.raises(cloudchain.CloudChainConfigError, match="ghost"):
+        CloudChain(profile_name="ghost").read("billing", "alice")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.save("", "alice", "x"), "service must not be empty"),
+        (lambda c: c.save("billing", "", "x"), "user must not be empty"),
+        (lambda c: c.save("s" * 2049, "alice", "x"), "2049 bytes"),
+        (lambda c: c.save("billing", "é" * 513, "x"), "1026 bytes"),
+        (lambda c: c.save("billing", "alice", ""), "must not be empty"),
+        (lambda c: c.save("billing", "alice", "x" * 4097), "4097 bytes; the limit is 4096"),
+        (lambda c: c.save("billing", "alice", b"bytes"), "must be a str"),
+        (lambda c: c.save("billing", "alice", "\ud800"), "not valid Unicode"),
+        (lambda c: c.read("", "alice"), "service must not be empty"),
+        (lambda c: c.delete("billing", ""), "user must not be empty"),
+    ],
+)
+def test_bad_input_is_refused_before_any_aws_call(call: object, message: str) -> None:
+    # An unreachable endpoint: any AWS call would raise EndpointError, not ValidationError.
+    chain = CloudChain(endpoint_url=f"http://127.0.0.1:{_closed_port()}", keyalias="alias/k")
+    with pytest.raises(cloudchain.ValidationError, match=message):
+        call(chain)  # type: ignore[operator]
+
+
+def test_secret_of_exactly_4096_bytes_is_accepted(aws: None) -> None:
+    chain = CloudChain(keyalias="alias/k")
+    chain.setup(create_key=True)
+    chain.save("billing", "alice", "€" * 1365 + "x")  # 4095 + 1 bytes
+    assert len(chain.read("billing", "alice").encode()) == 4096
+
+
+def test_messages_never_contain_the_secret(aws: None) -> None:
+    secret = "TOP-SECRET-VALUE-" + "x" * 4090
+    chain = CloudChain(keyalias="alias/k")
+    with pytest.raises(cloudchain.ValidationError) as info:
+        chain.save("billing", "alice", secret)
+    assert "TOP-SECRET" not in str(info.value)
+    with pytest.raises(cloudchain.CloudChainConfigError) as info2:
+        chain.save("billing", "alice", "TOP-SECRET-SHORT")  # no table, no key
+    assert "TOP-SECRET" not in str(info2.value)

@@ -1,0 +1,64 @@
+"""The project's promises about itself: public API, README, CI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cloudchain
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = {
+        name
+        for name, value in vars(cloudchain).items()
+        if not name.startswith("_") and not isinstance(value, type(cloudchain))
+    }
+    public |= {"__version__"}
+    assert cloudchain.__all__ == sorted(cloudchain.__all__)
+    assert set(cloudchain.__all__) == public - {"annotations"}
+
+
+def test_readme_opens_with_exactly_the_two_commands() -> None:
+    first_block = re.search(r"```(?:sh|bash|console)?\n(.*?)```", README, re.S)
+    assert first_block is not None
+    assert README.index("```") < README.index("\n## ")
+    commands = [
+        line for line in first_block.group(1).splitlines() if line and not line.startswith("#")
+    ]
+    assert commands == ["make demo", "make test"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "\nmake test\n" in ci
+
+
+def test_every_exit_code_is_documented() -> None:
+    from cloudchain import cli
+
+    for name in ("EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_NOT_FOUND", "EXIT_CONFLICT"):
+        code = getattr(cli, name)
+        assert re.search(rf"^\| {code} \|", README, re.M), name
+
+
+def test_help_and_version_import_no_boto3() -> None:
+    code = (
+        "import sys\n"
+        "from cloudchain.cli import main\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    main(argv)\n"
+        "assert not any(m.split('.')[0] in ('boto3', 'botocore') for m in sys.modules), "
+        "sorted(m for m in sys.modules if m.startswith(('boto3', 'botocore')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_package_ships_py_typed() -> None:
+    assert (Path(cloudchain.__file__).parent / "py.typed").exists()
