@@ -11,7 +11,7 @@ Reference usage::
 from __future__ import annotations
 
 from ._version import __version__
-from .chain import CloudChain, Entry, SetupResult
+from .chain import CloudChain, Entry, SetupResult, VersionInfo
 from .config import Config
 from .errors import (
     AccessDeniedError,
@@ -45,6 +45,7 @@ __all__ = [
     "SetupResult",
     "ValidationError",
     "VersionConflictError",
+    "VersionInfo",
     "__version__",
     "endpoint_url",
     "keyalias",

@@ -1,23 +1,44 @@
-"""The CloudChain class: configuration plus lazily built, thread-safe clients, composing crypto and table."""
+"""The CloudChain class: one configuration and its clients, composing crypto and table."""
 
 from __future__ import annotations
 
 import builtins
+import logging
 import os
-import threading
+import random
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import crypto, table
-from .config import DEFAULT_REGION, DEFAULT_TABLE, Config, kms_endpoint_for, load_config
-from .errors import CloudChainConfigError, IntegrityError, SecretNotFoundError, aws_errors
-from .validation import check_row, secret_bytes
+from .clients import Clients
+from .config import DEFAULT_TABLE, Config, load_config
+from .errors import (
+    CloudChainConfigError,
+    CloudChainError,
+    IntegrityError,
+    SecretNotFoundError,
+    VersionConflictError,
+    aws_errors,
+)
+from .validation import check_row, check_version, check_whole, secret_bytes
 
 if TYPE_CHECKING:
     import boto3
 
 _DEFAULTS = Config()
+log = logging.getLogger(__name__)
+
+# Saves that lose a race with another save retry with full jitter, this many times at most.
+SAVE_ATTEMPTS = 10
+RETRY_BASE = 0.05
+RETRY_CAP = 1.0
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -26,6 +47,14 @@ class Entry:
 
     service: str
     user: str
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One retained version of a secret, without its value."""
+
+    version: int
+    saved_at: str | None  # ISO 8601 UTC; None for a value saved before versions existed
 
 
 @dataclass(frozen=True)
@@ -51,6 +80,7 @@ class CloudChain:
         connect_timeout: float = _DEFAULTS.connect_timeout,
         read_timeout: float = _DEFAULTS.read_timeout,
         max_attempts: int = _DEFAULTS.max_attempts,
+        history_size: int = _DEFAULTS.history_size,
         session: boto3.Session | None = None,
     ) -> None:
         self.config = Config(
@@ -63,10 +93,9 @@ class CloudChain:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_attempts=max_attempts,
+            history_size=check_whole(history_size, "history_size"),
         )
-        self._session = session
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._clients = Clients(self.config, session)
 
     @classmethod
     def from_config(
@@ -91,47 +120,13 @@ class CloudChain:
             f"endpoint_url={c.endpoint_url!r}, keyalias={c.keyalias!r})"
         )
 
-    # -- clients -------------------------------------------------------------------------------
-
-    def _client(self, service_name: str) -> Any:
-        with self._lock:
-            client = self._clients.get(service_name)
-            if client is None:
-                client = self._make_client(service_name)
-                self._clients[service_name] = client
-            return client
-
-    def _make_client(self, service_name: str) -> Any:
-        import boto3
-        from botocore.config import Config as BotoConfig
-
-        if self._session is None:
-            self._session = boto3.Session(profile_name=self.config.profile_name)
-        c = self.config
-        endpoint = (
-            c.endpoint_url
-            if service_name == "dynamodb"
-            else kms_endpoint_for(c.endpoint_url, c.kms_endpoint_url)
-        )
-        boto_config = BotoConfig(
-            connect_timeout=c.connect_timeout,
-            read_timeout=c.read_timeout,
-            retries={"mode": "standard", "max_attempts": c.max_attempts},
-        )
-        return self._session.client(
-            service_name,  # type: ignore[call-overload]
-            region_name=c.region_name or self._session.region_name or DEFAULT_REGION,
-            endpoint_url=endpoint,
-            config=boto_config,
-        )
-
     @property
     def _dynamodb(self) -> Any:
-        return self._client("dynamodb")
+        return self._clients.get("dynamodb")
 
     @property
     def _kms(self) -> Any:
-        return self._client("kms")
+        return self._clients.get("kms")
 
     def _errors(self, doing: str) -> Any:
         return aws_errors(doing, self.config.endpoint_url)
@@ -147,28 +142,92 @@ class CloudChain:
 
     # -- operations ----------------------------------------------------------------------------
 
-    def save(self, service: str, user: str, secret: str) -> None:
-        """Encrypt secret with the row's encryption context and store it."""
+    def save(
+        self, service: str, user: str, secret: str, *, expect_version: int | None = None
+    ) -> int:
+        """Save secret as a new version of service/user and return its version number.
+
+        With expect_version, save only if the current version is that number (0: only if the
+        secret does not exist yet); otherwise raise VersionConflictError and write nothing.
+        """
         service, user = check_row(service, user)
         plaintext = secret_bytes(secret, service, user)
+        if expect_version is not None:
+            check_version(expect_version, minimum=0)
         key = self._require_key(service, user)
         name = self.config.tablename
         with self._errors(f"cannot save {service}/{user} in table '{name}' with key {key}"):
-            context = crypto.row_context(service, user)
-            ciphertext = crypto.encrypt(self._kms, key, plaintext, context)
-            table.put_item(self._dynamodb, name, service, user, ciphertext)
+            return self._save_plaintext(service, user, plaintext, key, expect_version)
 
-    def read(self, service: str, user: str) -> str:
-        """Return the secret of service/user."""
+    def _save_plaintext(
+        self, service: str, user: str, plaintext: bytes, key: str, expect_version: int | None
+    ) -> int:
+        name = self.config.tablename
+        # The version is bound into the ciphertext, so encrypt again only when it changes.
+        encrypted: dict[int, bytes] = {}
+        for attempt in range(SAVE_ATTEMPTS):
+            item = table.get_item(self._dynamodb, name, service, user)
+            current = item.current.version if item else 0
+            if expect_version is not None and current != expect_version:
+                raise VersionConflictError(
+                    f"{service}/{user} in table '{name}' is at version {current}, "
+                    f"not {expect_version}; nothing was saved",
+                    current_version=current,
+                )
+            version = current + 1
+            if version not in encrypted:
+                context = crypto.context_for(crypto.VERSIONED_CONTEXT, service, user, version)
+                encrypted[version] = crypto.encrypt(self._kms, key, plaintext, context)
+            new = table.StoredVersion(
+                version, encrypted[version], _utc_now(), crypto.VERSIONED_CONTEXT
+            )
+            kept = list(item.versions[: self.config.history_size - 1]) if item else []
+            try:
+                table.put_item(
+                    self._dynamodb, name, table.build_item(service, user, new, kept), item
+                )
+            except table.ConditionFailed:
+                # Another save won the race: read again and retry with the next version number.
+                log.debug("save of %s/%s lost a race at version %d", service, user, version)
+                time.sleep(random.uniform(0, min(RETRY_CAP, RETRY_BASE * 2**attempt)))
+                continue
+            log.debug("saved %s/%s version %d in table %s", service, user, version, name)
+            return version
+        raise CloudChainError(
+            f"cannot save {service}/{user} in table '{name}': {SAVE_ATTEMPTS} attempts "
+            "lost races with concurrent saves"
+        )
+
+    def _load(self, service: str, user: str) -> table.StoredItem:
+        name = self.config.tablename
+        item = table.get_item(self._dynamodb, name, service, user)
+        if item is None:
+            raise SecretNotFoundError(f"no secret for {service}/{user} in table '{name}'")
+        return item
+
+    def _decrypt(self, service: str, user: str, stored: table.StoredVersion) -> bytes:
+        context = crypto.context_for(stored.context_keys, service, user, stored.version)
+        return crypto.decrypt(self._kms, stored.ciphertext, context)
+
+    def _plaintext(self, service: str, user: str, version: int | None) -> bytes:
+        item = self._load(service, user)
+        stored = item.current if version is None else item.find(version)
+        if stored is None:
+            retained = ", ".join(str(v.version) for v in item.versions)
+            raise SecretNotFoundError(
+                f"version {version} of {service}/{user} in table '{self.config.tablename}' "
+                f"does not exist or was pruned (retained: {retained})"
+            )
+        return self._decrypt(service, user, stored)
+
+    def read(self, service: str, user: str, version: int | None = None) -> str:
+        """Return the secret of service/user: the latest version, or the given one."""
         service, user = check_row(service, user)
+        if version is not None:
+            check_version(version)
         name = self.config.tablename
         with self._errors(f"cannot read {service}/{user} from table '{name}'"):
-            item = table.get_item(self._dynamodb, name, service, user)
-            if item is None:
-                raise SecretNotFoundError(f"no secret for {service}/{user} in table '{name}'")
-            plaintext = crypto.decrypt(
-                self._kms, item.ciphertext, crypto.row_context(service, user)
-            )
+            plaintext = self._plaintext(service, user, version)
         try:
             return plaintext.decode("utf-8")
         except UnicodeDecodeError:
@@ -176,8 +235,28 @@ class CloudChain:
                 f"the secret of {service}/{user} in table '{name}' is not UTF-8 text"
             ) from None
 
+    def history(self, service: str, user: str) -> builtins.list[VersionInfo]:
+        """Return the retained versions of service/user, newest first; decrypts nothing."""
+        service, user = check_row(service, user)
+        name = self.config.tablename
+        with self._errors(f"cannot read the history of {service}/{user} from table '{name}'"):
+            item = self._load(service, user)
+        return [VersionInfo(version=v.version, saved_at=v.saved_at) for v in item.versions]
+
+    def rollback(self, service: str, user: str, version: int) -> int:
+        """Save version's value of service/user as a new version and return its number."""
+        service, user = check_row(service, user)
+        check_version(version)
+        key = self._require_key(service, user)
+        name = self.config.tablename
+        with self._errors(
+            f"cannot roll back {service}/{user} in table '{name}' to version {version}"
+        ):
+            plaintext = self._plaintext(service, user, version)
+            return self._save_plaintext(service, user, plaintext, key, None)
+
     def delete(self, service: str, user: str) -> None:
-        """Delete the secret of service/user."""
+        """Delete the secret of service/user with every version."""
         service, user = check_row(service, user)
         name = self.config.tablename
         with self._errors(f"cannot delete {service}/{user} from table '{name}'"):

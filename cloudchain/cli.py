@@ -36,8 +36,9 @@ _CONFIG_FLAGS = {
     "table": "tablename",
     "key_alias": "keyalias",
     "profile": "profile_name",
+    "history_size": "history_size",
 }
-_NEEDS_ROW = ("save", "read", "delete")
+_NEEDS_ROW = ("save", "read", "delete", "history", "rollback")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Keep application secrets encrypted with AWS KMS in a DynamoDB table.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 secret not found, "
-        "4 version conflict.",
+        "4 version conflict (--expect-version).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-u", "--user", help="the user (DynamoDB range key Username)")
@@ -68,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     actions.add_argument("-d", "--delete", action="store_true", help="delete the secret")
     actions.add_argument(
+        "--history",
+        action="store_true",
+        help="list retained versions, newest first: version<TAB>saved-at (no values)",
+    )
+    actions.add_argument(
+        "--rollback",
+        type=int,
+        metavar="N",
+        help="save version N's value as a new version; prints the new version number",
+    )
+    actions.add_argument(
         "--setup", action="store_true", help="create the table if missing and wait until ACTIVE"
     )
 
@@ -75,7 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "-n", "--no-newline", action="store_true", help="--read: no newline after the secret"
     )
-    output.add_argument("--json", action="store_true", help="--list: JSON output")
+    output.add_argument(
+        "--secret-version", type=int, metavar="N", help="--read: read version N, not the latest"
+    )
+    output.add_argument(
+        "--expect-version",
+        type=int,
+        metavar="N",
+        help="--save: only if the current version is N (0: only if it does not exist); else exit 4",
+    )
+    output.add_argument("--json", action="store_true", help="--list, --history: JSON output")
     output.add_argument(
         "--create-key",
         action="store_true",
@@ -91,13 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--table", help="DynamoDB table (default safedb)")
     config.add_argument("--key-alias", metavar="ALIAS", help="KMS key alias used for saving")
     config.add_argument("--profile", help="AWS profile from ~/.aws/config")
+    config.add_argument(
+        "--history-size", type=int, metavar="N", help="versions kept per secret (default 10)"
+    )
     return parser
 
 
 def _chosen_action(args: argparse.Namespace) -> str | None:
     if args.save is not None:
         return "save"
-    for action in ("read", "list", "delete", "setup"):
+    if args.rollback is not None:
+        return "rollback"
+    for action in ("read", "list", "delete", "history", "setup"):
         if getattr(args, action):
             return action
     return None
@@ -107,15 +133,21 @@ def _check_usage(
     parser: argparse.ArgumentParser, args: argparse.Namespace, action: str | None
 ) -> None:
     if action is None:
-        parser.error("choose an action: --save, --read, --list, --delete or --setup")
+        parser.error(
+            "choose an action: --save, --read, --list, --delete, --history, --rollback or --setup"
+        )
     if action in _NEEDS_ROW and (args.user is None or args.service is None):
         parser.error(f"--{action} needs -u/--user and -e/--service")
     if args.create_key and action != "setup":
         parser.error("--create-key goes with --setup")
     if args.no_newline and action != "read":
         parser.error("-n/--no-newline goes with --read")
-    if args.json and action != "list":
-        parser.error("--json goes with --list")
+    if args.json and action not in ("list", "history"):
+        parser.error("--json goes with --list or --history")
+    if args.secret_version is not None and action != "read":
+        parser.error("--secret-version goes with --read")
+    if args.expect_version is not None and action != "save":
+        parser.error("--expect-version goes with --save")
 
 
 def _strip_one_newline(data: bytes) -> bytes:
@@ -169,20 +201,32 @@ def _run(action: str, args: argparse.Namespace) -> int:
         secret = read_secret(args.save)
     chain = CloudChain.from_config(args.config, **overrides)
     name = chain.config.tablename
+    row = f"{args.service}/{args.user}"
     if action == "save":
-        chain.save(args.service, args.user, secret)
-        _info(f"saved {args.service}/{args.user} in table '{name}'")
+        version = chain.save(args.service, args.user, secret, expect_version=args.expect_version)
+        _info(f"saved {row} version {version} in table '{name}'")
     elif action == "read":
-        value = chain.read(args.service, args.user)
+        value = chain.read(args.service, args.user, version=args.secret_version)
         _write_stdout(value if args.no_newline else value + "\n")
     elif action == "delete":
         chain.delete(args.service, args.user)
-        _info(f"deleted {args.service}/{args.user} from table '{name}'")
+        _info(f"deleted {row} and all its versions from table '{name}'")
+    elif action == "history":
+        versions = chain.history(args.service, args.user)
+        if args.json:
+            rows: Any = [{"version": v.version, "saved_at": v.saved_at} for v in versions]
+            _write_stdout(json.dumps(rows) + "\n")
+        else:
+            _write_stdout("".join(f"{v.version}\t{v.saved_at or '-'}\n" for v in versions))
+    elif action == "rollback":
+        version = chain.rollback(args.service, args.user, args.rollback)
+        _info(f"rolled {row} back to the value of version {args.rollback}")
+        _write_stdout(f"{version}\n")
     elif action == "list":
         entries = list(chain.list(args.service))
         if args.json:
-            rows: Any = [{"service": e.service, "user": e.user} for e in entries]
-            _write_stdout(json.dumps(rows, ensure_ascii=False) + "\n")
+            listed = [{"service": e.service, "user": e.user} for e in entries]
+            _write_stdout(json.dumps(listed, ensure_ascii=False) + "\n")
         else:
             _write_stdout("".join(f"{e.service}\t{e.user}\n" for e in entries))
     elif action == "setup":

@@ -61,6 +61,7 @@ SETTINGS: dict[str, Setting] = {
     "kms_endpoint_url": Setting(
         "CLOUDCHAIN_KMS_ENDPOINT_URL", "IAMKMS", "endpoint_url", top_level=False
     ),
+    "history_size": Setting("CLOUDCHAIN_HISTORY", "dynamo", "history", _positive_int),
     "connect_timeout": Setting(
         "CLOUDCHAIN_CONNECT_TIMEOUT", "aws", "connect_timeout", _positive_float
     ),
@@ -79,6 +80,8 @@ class Config:
     tablename: str = DEFAULT_TABLE
     keyalias: str | None = None
     profile_name: str | None = None
+    # Versions kept per secret, the current one included.
+    history_size: int = 10
     # botocore's defaults (60 s timeouts) can hang a shell for minutes on a bad network.
     connect_timeout: float = 3.0
     read_timeout: float = 10.0

@@ -7,10 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import IntegrityError
 
-def row_context(service: str, user: str) -> dict[str, str]:
-    """Return the encryption context that binds a ciphertext to its (Service, Username) row."""
-    return {"Service": service, "Username": user}
+# The encryption-context keys every new ciphertext is bound with: its row and its version, so a
+# ciphertext can be neither moved to another row nor replayed as another version of its own.
+VERSIONED_CONTEXT = ("Service", "Username", "Version")
+
+
+def context_for(keys: tuple[str, ...], service: str, user: str, version: int) -> dict[str, str]:
+    """Return the encryption context with the given keys for one version of a row."""
+    values = {"Service": service, "Username": user, "Version": str(version)}
+    unknown = [key for key in keys if key not in values]
+    if unknown:
+        raise IntegrityError(
+            f"{service}/{user} version {version} records unknown context keys {unknown}"
+        )
+    return {key: values[key] for key in keys}
 
 
 def encrypt(kms: Any, key_id: str, plaintext: bytes, context: dict[str, str]) -> bytes:

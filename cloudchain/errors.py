@@ -70,7 +70,8 @@ ERROR_CODES: dict[str, tuple[type[CloudChainError], str]] = {
     "NotFoundException": (CloudChainConfigError, "the KMS key or alias does not exist"),
     "InvalidCiphertextException": (
         IntegrityError,
-        "the ciphertext does not decrypt for this row (altered, or copied from another row)",
+        "the ciphertext does not decrypt for this row and version "
+        "(altered, or copied from another row or version)",
     ),
     "IncorrectKeyException": (IntegrityError, "the ciphertext was made with a different key"),
     "DisabledException": (CloudChainConfigError, "the KMS key is disabled"),

@@ -53,6 +53,23 @@ def _check_free(host: str, port: int) -> None:
         probe.bind((host, port))
 
 
+class OneAtATime:
+    """WSGI middleware that serves one request at a time.
+
+    moto checks a DynamoDB condition and then writes, with no lock between the two; serving
+    requests one at a time makes conditional writes atomic, as they are in DynamoDB, so
+    check-and-set and concurrent saves behave locally as they do on AWS.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
 def start_server(host: str, port: int) -> Any:
     """Start moto's server in a daemon thread and return it; raises ImportError without moto."""
     _check_free(host, port)
@@ -62,7 +79,8 @@ def start_server(host: str, port: int) -> Any:
     )
     from werkzeug.serving import make_server
 
-    server = make_server(host, port, DomainDispatcherApplication(create_backend_app), threaded=True)
+    app = OneAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server(host, port, app, threaded=True)
     threading.Thread(target=server.serve_forever, name=PROG, daemon=True).start()
     return server
 

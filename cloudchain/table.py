@@ -1,7 +1,15 @@
-"""Everything DynamoDB: the item layout, reads, writes, queries and table creation. No KMS here.
+"""Everything DynamoDB: the item layout, versioned conditional writes, queries. No KMS here.
 
-Item layout (reference format): Service (S, hash key), Username (S, range key) and Secret (S),
-the standard base64 of the KMS CiphertextBlob.
+One item per (Service, Username). The current version sits in the reference attributes, so the
+AWS CLI recovery recipe keeps working; older retained versions sit in a History list:
+
+    Service   S   hash key
+    Username  S   range key
+    Secret    S   base64 CiphertextBlob of the current version
+    Version   N   current version (absent on items written before versions: read as 1)
+    SavedAt   S   ISO 8601 UTC time of the current save
+    Context   S   comma-separated encryption-context keys of Secret (absent: Service,Username)
+    History   L   older versions, newest first: maps of Version, SavedAt, Secret, Context
 """
 
 from __future__ import annotations
@@ -17,30 +25,127 @@ from .errors import IntegrityError
 SERVICE = "Service"
 USERNAME = "Username"
 SECRET = "Secret"
+VERSION = "Version"
+SAVED_AT = "SavedAt"
+CONTEXT = "Context"
+HISTORY = "History"
+
+# The encryption-context keys of a ciphertext written before cloudchain recorded any.
+UNRECORDED_CONTEXT = ("Service", "Username")
+# DynamoDB's item size limit, less room for what the estimate below cannot see.
+ITEM_SIZE_LIMIT = 400 * 1024 - 2048
+
+
+class ConditionFailed(Exception):
+    """The item changed since it was read; the conditional write did nothing."""
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version as stored: the ciphertext is still encrypted."""
+
+    version: int
+    ciphertext: bytes
+    saved_at: str | None
+    context_keys: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class StoredItem:
-    """One row as stored: the ciphertext is still encrypted."""
+    """One row: its current version and the older versions it retains, newest first."""
 
     service: str
     user: str
-    ciphertext: bytes
+    current: StoredVersion
+    history: tuple[StoredVersion, ...]
+    # How the current state is recognised in a conditional write: its Version, or for an item
+    # written before versions, its Secret.
+    has_version: bool
+    secret_attribute: str
+
+    @property
+    def versions(self) -> tuple[StoredVersion, ...]:
+        """Every retained version, newest first."""
+        return (self.current, *self.history)
+
+    def find(self, version: int) -> StoredVersion | None:
+        """Return the retained version numbered version, or None."""
+        return next((v for v in self.versions if v.version == version), None)
 
 
 def _key(service: str, user: str) -> dict[str, Any]:
     return {SERVICE: {"S": service}, USERNAME: {"S": user}}
 
 
+def _decode_version(attrs: dict[str, Any], default_version: int, where: str) -> StoredVersion:
+    try:
+        ciphertext = base64.b64decode(attrs[SECRET]["S"], validate=True)
+        version = int(attrs[VERSION]["N"]) if VERSION in attrs else default_version
+    except (KeyError, ValueError, binascii.Error):
+        raise IntegrityError(f"{where}: the Secret or Version attribute is malformed") from None
+    context = attrs.get(CONTEXT, {}).get("S")
+    return StoredVersion(
+        version=version,
+        ciphertext=ciphertext,
+        saved_at=attrs.get(SAVED_AT, {}).get("S"),
+        context_keys=tuple(context.split(",")) if context else UNRECORDED_CONTEXT,
+    )
+
+
 def _decode(item: dict[str, Any], table: str) -> StoredItem:
     service, user = item[SERVICE]["S"], item[USERNAME]["S"]
-    try:
-        ciphertext = base64.b64decode(item[SECRET]["S"], validate=True)
-    except (KeyError, binascii.Error):
-        raise IntegrityError(
-            f"the Secret attribute of {service}/{user} in table '{table}' is missing or not base64"
-        ) from None
-    return StoredItem(service=service, user=user, ciphertext=ciphertext)
+    where = f"{service}/{user} in table '{table}'"
+    history = tuple(
+        _decode_version(entry.get("M", {}), 0, f"{where}, history entry {n}")
+        for n, entry in enumerate(item.get(HISTORY, {}).get("L", []))
+    )
+    return StoredItem(
+        service=service,
+        user=user,
+        current=_decode_version(item, 1, where),
+        history=history,
+        has_version=VERSION in item,
+        secret_attribute=item.get(SECRET, {}).get("S", ""),
+    )
+
+
+def _encode_version(version: StoredVersion) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        SECRET: {"S": base64.b64encode(version.ciphertext).decode("ascii")},
+        VERSION: {"N": str(version.version)},
+        CONTEXT: {"S": ",".join(version.context_keys)},
+    }
+    if version.saved_at is not None:
+        attrs[SAVED_AT] = {"S": version.saved_at}
+    return attrs
+
+
+def item_size(value: Any) -> int:
+    """Estimate, from above, DynamoDB's size of an item or attribute value in wire format."""
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in "SNLM":
+        kind, inner = next(iter(value.items()))
+        if kind == "S":
+            return len(inner.encode("utf-8"))
+        if kind == "N":
+            return 21
+        if kind == "L":
+            return 3 + sum(1 + item_size(element) for element in inner)
+        return 3 + sum(1 + len(k.encode()) + item_size(v) for k, v in inner.items())
+    return sum(len(k.encode()) + item_size(v) for k, v in value.items())
+
+
+def build_item(
+    service: str, user: str, current: StoredVersion, history: list[StoredVersion]
+) -> dict[str, Any]:
+    """Return the item for current plus history, dropping the oldest history until it fits."""
+    history = list(history)
+    while True:
+        item = {**_key(service, user), **_encode_version(current)}
+        if history:
+            item[HISTORY] = {"L": [{"M": _encode_version(v)} for v in history]}
+        if item_size(item) <= ITEM_SIZE_LIMIT or not history:
+            return item
+        history.pop()
 
 
 def get_item(client: Any, table: str, service: str, user: str) -> StoredItem | None:
@@ -50,15 +155,35 @@ def get_item(client: Any, table: str, service: str, user: str) -> StoredItem | N
     return None if item is None else _decode(item, table)
 
 
-def put_item(client: Any, table: str, service: str, user: str, ciphertext: bytes) -> None:
-    """Write the row for service/user, replacing any earlier one."""
-    item = _key(service, user)
-    item[SECRET] = {"S": base64.b64encode(ciphertext).decode("ascii")}
-    client.put_item(TableName=table, Item=item)
+def put_item(client: Any, table: str, item: dict[str, Any], expected: StoredItem | None) -> None:
+    """Write item only if the row is still as expected (None: absent); else ConditionFailed."""
+    names = {"#s": SERVICE}
+    values: dict[str, Any] = {}
+    if expected is None:
+        condition = "attribute_not_exists(#s)"
+    elif expected.has_version:
+        condition = "#v = :v"
+        names = {"#v": VERSION}
+        values = {":v": {"N": str(expected.current.version)}}
+    else:
+        condition = "attribute_not_exists(#v) AND #secret = :secret"
+        names = {"#v": VERSION, "#secret": SECRET}
+        values = {":secret": {"S": expected.secret_attribute}}
+    extra = {"ExpressionAttributeValues": values} if values else {}
+    try:
+        client.put_item(
+            TableName=table,
+            Item=item,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            **extra,
+        )
+    except client.exceptions.ConditionalCheckFailedException:
+        raise ConditionFailed from None
 
 
 def delete_item(client: Any, table: str, service: str, user: str) -> bool:
-    """Delete the row for service/user and return whether it existed."""
+    """Delete the row for service/user, every version, and return whether it existed."""
     response = client.delete_item(TableName=table, Key=_key(service, user), ReturnValues="ALL_OLD")
     return "Attributes" in response
 
@@ -84,7 +209,7 @@ def iter_keys(client: Any, table: str, service: str | None = None) -> Iterator[t
 
 
 def create_table(client: Any, table: str) -> bool:
-    """Create the table (on-demand, the reference key schema) unless it exists; wait until ACTIVE."""
+    """Create the table (on-demand, the reference key schema) unless it exists; wait for ACTIVE."""
     created = True
     try:
         client.create_table(

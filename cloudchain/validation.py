@@ -52,3 +52,15 @@ def secret_bytes(secret: object, service: str, user: str) -> bytes:
             f"the secret for {service}/{user} is {len(data)} bytes; the limit is {MAX_SECRET_BYTES}"
         )
     return data
+
+
+def check_whole(value: object, what: str, minimum: int = 1) -> int:
+    """Return value after checking it is a whole number (not a bool) of at least minimum."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValidationError(f"{what} must be a whole number of at least {minimum}, not {value!r}")
+    return value
+
+
+def check_version(version: object, minimum: int = 1) -> int:
+    """Return a version number after checking it."""
+    return check_whole(version, "a version", minimum)

@@ -12,7 +12,14 @@ from pathlib import Path
 import boto3
 import pytest
 from helpers import KEY_ALIAS
-from support import Emulator, free_port, wait_for_port
+from support import (
+    BIN,
+    Emulator,
+    exported_settings,
+    free_port,
+    wait_for_port,
+    wait_for_text,
+)
 
 from cloudchain import CloudChain
 
@@ -57,3 +64,23 @@ def emulator(moto_server: str, clean_env: Path) -> Emulator:
     )
     CloudChain(endpoint_url=moto_server, keyalias=KEY_ALIAS, session=session).setup(create_key=True)
     return emulator
+
+
+@pytest.fixture
+def local_emulator(emulator: Emulator, tmp_path: Path) -> Iterator[Emulator]:
+    """cchain-local on a free port: moto with conditional writes made atomic, as on AWS."""
+    out = tmp_path / "cchain-local.out"
+    env = {k: v for k, v in emulator.env.items() if not k.startswith("CLOUDCHAIN_")}
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(
+            [str(BIN / "cchain-local"), "--port", "0", "--key-alias", KEY_ALIAS],
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            settings = exported_settings(wait_for_text(out, "export AWS_ACCESS_KEY_ID", proc))
+            yield Emulator(settings["CLOUDCHAIN_ENDPOINT_URL"], {**env, **settings})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)

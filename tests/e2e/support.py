@@ -79,3 +79,24 @@ class Emulator:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+
+def wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
+    """Wait until a process has written text to the file at path; return the file's content."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        assert proc.poll() is None, f"exited early with {proc.returncode}"
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} did not appear in {path}")
+
+
+def exported_settings(text: str) -> dict[str, str]:
+    """Return the CLOUDCHAIN_* variables from cchain-local's `export` lines."""
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in text.splitlines()
+        if line.startswith("export CLOUDCHAIN_")
+    )

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from support import BIN, Emulator, free_port
 
+from cloudchain import CloudChain
+
 pytestmark = pytest.mark.e2e
 
 ROW = ["-u", "alice", "-e", "billing"]
@@ -135,7 +137,7 @@ def test_aws_cli_recipe_with_botocore_calls(emulator: Emulator) -> None:
     )["Item"]
     plaintext = emulator.client("kms").decrypt(
         CiphertextBlob=base64.b64decode(item["Secret"]["S"]),
-        EncryptionContext={"Service": "billing", "Username": "alice"},
+        EncryptionContext={"Service": "billing", "Username": "alice", "Version": "1"},
     )["Plaintext"]
     assert plaintext.decode() == NASTY[2]
 
@@ -185,39 +187,46 @@ HEADERLESS = (
 )
 
 
-@pytest.mark.parametrize("layout", [SECTIONED, HEADERLESS], ids=["sectioned", "headerless"])
-@pytest.mark.parametrize("where", ["home", "CLOUDCHAIN_CONFIG", "--config"])
+@pytest.mark.parametrize(
+    ("where", "layout"),
+    [("home", SECTIONED), ("CLOUDCHAIN_CONFIG", HEADERLESS), ("--config", SECTIONED)],
+    ids=["home-sectioned", "env-headerless", "flag-sectioned"],
+)
 def test_config_file_layouts_and_locations(
-    emulator: Emulator, tmp_path: Path, layout: str, where: str
+    emulator: Emulator, tmp_path: Path, where: str, layout: str
 ) -> None:
-    emulator.run("--setup", "--table", "fromfile")
+    CloudChain(endpoint_url=emulator.url, tablename="fromfile").setup()
     text = layout.format(url=emulator.url, table="fromfile")
     # Only the file configures cchain here: no CLOUDCHAIN_* variables at all.
-    base_env = {k: v for k, v in emulator.env.items() if not k.startswith("CLOUDCHAIN_")}
+    env = {k: v for k, v in emulator.env.items() if not k.startswith("CLOUDCHAIN_")}
     args: list[str] = []
     if where == "home":
-        (Path(base_env["HOME"]) / ".cchainrc").write_text(text)
+        (Path(env["HOME"]) / ".cchainrc").write_text(text)
     else:
         path = tmp_path / "custom-rc"
         path.write_text(text)
         if where == "--config":
             args = ["--config", str(path)]
         else:
-            base_env["CLOUDCHAIN_CONFIG"] = str(path)
-    plain = Emulator(emulator.url, base_env)
+            env["CLOUDCHAIN_CONFIG"] = str(path)
+    plain = Emulator(emulator.url, env)
     assert plain.run(*ROW, "-s", "from-config", *args).code == 0
-    assert plain.run("-l", *args).out == "billing\talice\n"
-    assert emulator.run("-l", "--table", "fromfile").out == "billing\talice\n"
+    assert CloudChain(endpoint_url=emulator.url, tablename="fromfile").read("billing", "alice") == (
+        "from-config"
+    )
 
 
 def test_precedence_flag_over_env_over_file(emulator: Emulator) -> None:
     for table in ("file-t", "env-t", "flag-t"):
-        emulator.run("--setup", "--table", table)
+        CloudChain(endpoint_url=emulator.url, tablename=table).setup()
     (Path(emulator.env["HOME"]) / ".cchainrc").write_text("[dynamo]\ntablename = file-t\n")
     emulator.run("-u", "a", "-e", "s", "-s", "1")
     emulator.run("-u", "b", "-e", "s", "-s", "2", env={"CLOUDCHAIN_TABLE": "env-t"})
     emulator.run(
         "-u", "c", "-e", "s", "-s", "3", "--table", "flag-t", env={"CLOUDCHAIN_TABLE": "env-t"}
     )
-    listed = {t: emulator.run("-l", "--table", t).out for t in ("file-t", "env-t", "flag-t")}
-    assert listed == {"file-t": "s\ta\n", "env-t": "s\tb\n", "flag-t": "s\tc\n"}
+    listed = {
+        t: [e.user for e in CloudChain(endpoint_url=emulator.url, tablename=t).list()]
+        for t in ("file-t", "env-t", "flag-t")
+    }
+    assert listed == {"file-t": ["a"], "env-t": ["b"], "flag-t": ["c"]}

@@ -6,24 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from support import BIN, REPO, Emulator
+from support import BIN, REPO, Emulator, exported_settings, wait_for_text
 
 pytestmark = pytest.mark.e2e
-
-
-def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        content = path.read_text() if path.exists() else ""
-        if text in content:
-            return content
-        assert proc.poll() is None, f"exited early with {proc.returncode}"
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} did not appear in {path}")
 
 
 def test_cchain_local_serves_provisions_and_stops_on_sigterm(
@@ -36,12 +24,8 @@ def test_cchain_local_serves_provisions_and_stops_on_sigterm(
             [str(BIN / "cchain-local"), "--port", "0"], stdout=stdout, stderr=stderr, env=env
         )
         try:
-            text = _wait_for(out, "export AWS_ACCESS_KEY_ID", proc)
-            settings = dict(
-                line.removeprefix("export ").split("=", 1)
-                for line in text.splitlines()
-                if line.startswith("export CLOUDCHAIN_")
-            )
+            text = wait_for_text(out, "export AWS_ACCESS_KEY_ID", proc)
+            settings = exported_settings(text)
             assert settings["CLOUDCHAIN_KEY_ALIAS"] == "alias/cloudchain-local"
             assert settings["CLOUDCHAIN_TABLE"] == "safedb"
             assert settings["CLOUDCHAIN_ENDPOINT_URL"].startswith("http://127.0.0.1:")
@@ -72,7 +56,7 @@ def test_cchain_local_uses_the_configured_alias_and_table(
             env=env,
         )
         try:
-            text = _wait_for(out, "export AWS_ACCESS_KEY_ID", proc)
+            text = wait_for_text(out, "export AWS_ACCESS_KEY_ID", proc)
         finally:
             proc.terminate()
             proc.wait(timeout=15)

@@ -1,0 +1,86 @@
+"""botocore clients for one configuration: built once, lazily, and shared safely by threads."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .config import DEFAULT_REGION, Config, kms_endpoint_for
+
+if TYPE_CHECKING:
+    import boto3
+
+
+class Clients:
+    """Builds each AWS client on first use and then reuses it.
+
+    botocore clients are thread-safe; building them from a shared session is not, hence the lock.
+    No boto3 resources: they are slow to build and unsafe to share between threads.
+    """
+
+    def __init__(self, config: Config, session: boto3.Session | None) -> None:
+        self._config = config
+        self._session = session
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, service_name: str) -> Any:
+        """Return the client for an AWS service, building it the first time."""
+        with self._lock:
+            client = self._clients.get(service_name)
+            if client is None:
+                client = self._build(service_name)
+                self._clients[service_name] = client
+            return client
+
+    def endpoint_for(self, service_name: str) -> str | None:
+        """Return the configured endpoint of an AWS service; None means AWS's."""
+        c = self._config
+        if service_name == "dynamodb":
+            return c.endpoint_url
+        return kms_endpoint_for(c.endpoint_url, c.kms_endpoint_url)
+
+    def _build(self, service_name: str) -> Any:
+        from botocore.config import Config as BotoConfig
+
+        c = self._config
+        boto_config = BotoConfig(
+            connect_timeout=c.connect_timeout,
+            read_timeout=c.read_timeout,
+            retries={"mode": "standard", "max_attempts": c.max_attempts},
+        )
+        if self._session is not None:  # an injected boto3.Session
+            make, region = self._session.client, self._session.region_name
+        else:
+            session = self._botocore_session()
+            make, region = session.create_client, session.get_config_variable("region")
+        return make(
+            service_name,
+            region_name=c.region_name or region or DEFAULT_REGION,
+            endpoint_url=self.endpoint_for(service_name),
+            config=boto_config,
+        )
+
+    def _botocore_session(self) -> Any:
+        # botocore alone: importing boto3 costs a short-lived `cchain` a third of its start-up
+        # (it imports s3transfer), and nothing here needs it.
+        import botocore.session
+
+        session = botocore.session.Session(profile=self._config.profile_name)
+        session.register_component("data_loader", _shared_loader())
+        return session
+
+
+_loader: Any = None
+_loader_lock = threading.Lock()
+
+
+def _shared_loader() -> Any:
+    """Return one botocore model loader for the process, so each new CloudChain skips the JSON."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            from botocore.loaders import create_loader
+
+            _loader = create_loader()
+        return _loader
