@@ -20,3 +20,23 @@ class CallCounter:
 
     def count(self, prefix: str = "") -> int:
         return sum(1 for name in self.operations if name.startswith(prefix))
+
+
+def create_reference_table(client: Any, name: str) -> None:
+    """Create a table exactly as the reference `aws dynamodb create-table` command does."""
+    # aws dynamodb create-table --table-name NAME --attribute-definitions
+    #   AttributeName=Service,AttributeType=S AttributeName=Username,AttributeType=S
+    #   --key-schema AttributeName=Service,KeyType=HASH AttributeName=Username,KeyType=RANGE
+    #   --provisioned-throughput ReadCapacityUnits=1,WriteCapacityUnits=1
+    client.create_table(
+        TableName=name,
+        AttributeDefinitions=[
+            {"AttributeName": "Service", "AttributeType": "S"},
+            {"AttributeName": "Username", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "Service", "KeyType": "HASH"},
+            {"AttributeName": "Username", "KeyType": "RANGE"},
+        ],
+        ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
+    )

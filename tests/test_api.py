@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import KEY_ALIAS, CallCounter
+from helpers import KEY_ALIAS, CallCounter, create_reference_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -177,20 +177,7 @@ def test_stored_item_holds_only_ciphertext(chain: CloudChain, dynamodb: Any) -> 
 
 
 def test_works_on_the_reference_create_table_table(aws: None, kms: Any) -> None:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    # aws dynamodb create-table --table-name safedb ... --provisioned-throughput 1,1
-    client.create_table(
-        TableName="safedb",
-        AttributeDefinitions=[
-            {"AttributeName": "Service", "AttributeType": "S"},
-            {"AttributeName": "Username", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "Service", "KeyType": "HASH"},
-            {"AttributeName": "Username", "KeyType": "RANGE"},
-        ],
-        ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
-    )
+    create_reference_table(boto3.client("dynamodb", region_name="us-east-1"), "safedb")
     chain = CloudChain(keyalias=KEY_ALIAS)
     result = chain.setup(create_key=True)
     assert result.table_created is False

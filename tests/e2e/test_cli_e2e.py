@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import create_reference_table
 from support import BIN, Emulator, free_port
 
 from cloudchain import CloudChain
@@ -165,18 +166,7 @@ def test_setup_with_create_key_on_a_fresh_table_and_alias_twice(emulator: Emulat
 
 
 def test_reference_create_table_command_table_works(emulator: Emulator) -> None:
-    emulator.client("dynamodb").create_table(
-        TableName="reference",
-        AttributeDefinitions=[
-            {"AttributeName": "Service", "AttributeType": "S"},
-            {"AttributeName": "Username", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "Service", "KeyType": "HASH"},
-            {"AttributeName": "Username", "KeyType": "RANGE"},
-        ],
-        ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
-    )
+    create_reference_table(emulator.client("dynamodb"), "reference")
     assert emulator.run(*ROW, "-s", "x", "--table", "reference").code == 0
     assert emulator.run(*ROW, "-r", "--table", "reference").out == "x\n"
 
