@@ -11,7 +11,7 @@ Reference usage::
 from __future__ import annotations
 
 from ._version import __version__
-from .chain import CloudChain, Entry, SetupResult, VersionInfo
+from .chain import CloudChain
 from .config import Config
 from .errors import (
     AccessDeniedError,
@@ -24,6 +24,7 @@ from .errors import (
     VersionConflictError,
 )
 from .module_api import read_configfile, readcreds, savecreds
+from .results import Entry, ImportResult, SetupResult, VersionInfo
 
 # The reference module variables. None means unset: the environment, then the config file,
 # then the default apply. They are read on every call.
@@ -40,6 +41,7 @@ __all__ = [
     "Config",
     "EndpointError",
     "Entry",
+    "ImportResult",
     "IntegrityError",
     "SecretNotFoundError",
     "SetupResult",

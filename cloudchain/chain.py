@@ -7,8 +7,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,16 @@ from .errors import (
     VersionConflictError,
     aws_errors,
 )
-from .validation import check_row, check_version, check_whole, secret_bytes
+from .parallel import parallel_map
+from .results import Entry, ImportResult, SetupResult, VersionInfo
+from .validation import (
+    MAX_SERVICE_BYTES,
+    check_name,
+    check_row,
+    check_version,
+    check_whole,
+    secret_bytes,
+)
 
 if TYPE_CHECKING:
     import boto3
@@ -39,30 +48,6 @@ RETRY_CAP = 1.0
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One stored secret's name, without its value."""
-
-    service: str
-    user: str
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One retained version of a secret, without its value."""
-
-    version: int
-    saved_at: str | None  # ISO 8601 UTC; None for a value saved before versions existed
-
-
-@dataclass(frozen=True)
-class SetupResult:
-    """What `setup` had to create."""
-
-    table_created: bool
-    key_created: bool
 
 
 class CloudChain:
@@ -81,6 +66,7 @@ class CloudChain:
         read_timeout: float = _DEFAULTS.read_timeout,
         max_attempts: int = _DEFAULTS.max_attempts,
         history_size: int = _DEFAULTS.history_size,
+        max_workers: int = _DEFAULTS.max_workers,
         session: boto3.Session | None = None,
     ) -> None:
         self.config = Config(
@@ -94,6 +80,7 @@ class CloudChain:
             read_timeout=read_timeout,
             max_attempts=max_attempts,
             history_size=check_whole(history_size, "history_size"),
+            max_workers=check_whole(max_workers, "max_workers"),
         )
         self._clients = Clients(self.config, session)
 
@@ -227,12 +214,15 @@ class CloudChain:
             check_version(version)
         name = self.config.tablename
         with self._errors(f"cannot read {service}/{user} from table '{name}'"):
-            plaintext = self._plaintext(service, user, version)
+            return self._text(service, user, self._plaintext(service, user, version))
+
+    def _text(self, service: str, user: str, plaintext: bytes) -> str:
         try:
             return plaintext.decode("utf-8")
         except UnicodeDecodeError:
             raise IntegrityError(
-                f"the secret of {service}/{user} in table '{name}' is not UTF-8 text"
+                f"the secret of {service}/{user} in table '{self.config.tablename}' "
+                "is not UTF-8 text"
             ) from None
 
     def history(self, service: str, user: str) -> builtins.list[VersionInfo]:
@@ -263,6 +253,66 @@ class CloudChain:
             existed = table.delete_item(self._dynamodb, name, service, user)
         if not existed:
             raise SecretNotFoundError(f"no secret for {service}/{user} in table '{name}'")
+
+    def export(self, service: str) -> dict[str, str]:
+        """Return every current secret of service, keyed by user, sorted.
+
+        One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
+        naming it and return nothing.
+        """
+        service = check_name(service, "service", MAX_SERVICE_BYTES)
+        items = self._service_items(service)
+        values = parallel_map(self._current_text, items, self.config.max_workers)
+        return {item.user: value for item, value in zip(items, values)}
+
+    def import_secrets(
+        self, service: str, mapping: Mapping[str, str], dry_run: bool = False
+    ) -> ImportResult:
+        """Save each {user: secret} whose value differs from the current one, in parallel.
+
+        Every entry is checked before the first write: one bad entry writes nothing. An
+        entry equal to the current value is left alone, so it gets no new version.
+        """
+        service = check_name(service, "service", MAX_SERVICE_BYTES)
+        plaintexts = {
+            check_row(service, user)[1]: secret_bytes(value, service, user)
+            for user, value in mapping.items()
+        }
+        key = None if dry_run else self._require_key(service, "*")
+        items = [i for i in self._service_items(service) if i.user in plaintexts]
+        current = parallel_map(self._current_plaintext, items, self.config.max_workers)
+        existing = {item.user: value for item, value in zip(items, current)}
+        actions = {
+            user: "create" if user not in existing
+            else "unchanged" if existing[user] == plaintexts[user]
+            else "change"
+            for user in sorted(plaintexts)
+        }  # fmt: skip
+        if key is not None:
+            writes = [user for user, action in actions.items() if action != "unchanged"]
+            parallel_map(
+                lambda user: self._save_entry(service, user, plaintexts[user], key),
+                writes,
+                self.config.max_workers,
+            )
+        return ImportResult(actions=actions)
+
+    def _service_items(self, service: str) -> builtins.list[table.StoredItem]:
+        name = self.config.tablename
+        with self._errors(f"cannot query service {service} in table '{name}'"):
+            return sorted(table.query_items(self._dynamodb, name, service), key=lambda i: i.user)
+
+    def _current_plaintext(self, item: table.StoredItem) -> bytes:
+        where = f"{item.service}/{item.user} in table '{self.config.tablename}'"
+        with self._errors(f"cannot decrypt {where}"):
+            return self._decrypt(item.service, item.user, item.current)
+
+    def _current_text(self, item: table.StoredItem) -> str:
+        return self._text(item.service, item.user, self._current_plaintext(item))
+
+    def _save_entry(self, service: str, user: str, plaintext: bytes, key: str) -> int:
+        with self._errors(f"cannot save {service}/{user} in table '{self.config.tablename}'"):
+            return self._save_plaintext(service, user, plaintext, key, None)
 
     def list(self, service: str | None = None) -> Iterator[Entry]:
         """Yield every stored secret's name, or one service's, sorted; never reads values."""

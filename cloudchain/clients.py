@@ -48,6 +48,8 @@ class Clients:
             connect_timeout=c.connect_timeout,
             read_timeout=c.read_timeout,
             retries={"mode": "standard", "max_attempts": c.max_attempts},
+            # One pooled connection per worker thread, so parallel calls never queue for one.
+            max_pool_connections=max(10, c.max_workers),
         )
         if self._session is not None:  # an injected boto3.Session
             make, region = self._session.client, self._session.region_name

@@ -67,6 +67,7 @@ SETTINGS: dict[str, Setting] = {
     ),
     "read_timeout": Setting("CLOUDCHAIN_READ_TIMEOUT", "aws", "read_timeout", _positive_float),
     "max_attempts": Setting("CLOUDCHAIN_MAX_ATTEMPTS", "aws", "max_attempts", _positive_int),
+    "max_workers": Setting("CLOUDCHAIN_MAX_WORKERS", "aws", "max_workers", _positive_int),
 }
 
 
@@ -86,6 +87,8 @@ class Config:
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
     max_attempts: int = 5
+    # Threads for whole-service operations (export, import): parallel KMS calls.
+    max_workers: int = 16
 
 
 _DEFAULTS = Config()

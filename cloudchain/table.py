@@ -188,6 +188,20 @@ def delete_item(client: Any, table: str, service: str, user: str) -> bool:
     return "Attributes" in response
 
 
+def query_items(client: Any, table: str, service: str) -> Iterator[StoredItem]:
+    """Yield every row of one service, read consistently: one paginated Query, never a Scan."""
+    pages = client.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="#s = :s",
+        ExpressionAttributeNames={"#s": SERVICE},
+        ExpressionAttributeValues={":s": {"S": service}},
+        ConsistentRead=True,
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            yield _decode(item, table)
+
+
 def iter_keys(client: Any, table: str, service: str | None = None) -> Iterator[tuple[str, str]]:
     """Yield (service, user) for every row, or for one service's rows, without reading secrets."""
     projection = {

@@ -1,0 +1,54 @@
+"""What CloudChain methods return: plain, immutable records that never hold a secret value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored secret's name, without its value."""
+
+    service: str
+    user: str
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One retained version of a secret, without its value."""
+
+    version: int
+    saved_at: str | None  # ISO 8601 UTC; None for a value saved before versions existed
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    """What `setup` had to create."""
+
+    table_created: bool
+    key_created: bool
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did, or with dry_run would do, per user: create, change or unchanged."""
+
+    actions: dict[str, str]
+
+    def _count(self, action: str) -> int:
+        return sum(1 for a in self.actions.values() if a == action)
+
+    @property
+    def created(self) -> int:
+        """How many users had no secret yet."""
+        return self._count("create")
+
+    @property
+    def changed(self) -> int:
+        """How many users got a new version."""
+        return self._count("change")
+
+    @property
+    def unchanged(self) -> int:
+        """How many users already held the same value, so no version was made."""
+        return self._count("unchanged")

@@ -1,0 +1,156 @@
+"""Variable names and the export/import formats, read back by python-dotenv and our parser."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from dotenv import dotenv_values
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloudchain import CloudChainError, ValidationError
+from cloudchain.envfile import (
+    check_prefix,
+    env_name,
+    env_names,
+    parse_dotenv,
+    parse_import,
+    render,
+)
+
+NASTY = {
+    "single": "it's",
+    "double": 'say "hi"',
+    "dollar": "pa$$word $HOME ${HOME} $(id)",
+    "backslash": "C:\\new\\table\\",
+    "newline": "line one\nline two\n",
+    "hash": "value # not a comment",
+    "spaces": "  padded  ",
+    "unicode": "pässwörd ✓ 密码 🔐",
+    "backtick": "`id` and $(id)",
+    "mixed": 'it\'s "$HOME" \\n',
+    "equals": "a=b=c",
+    "crlf": "dos\r\nline",
+}
+
+
+@pytest.mark.parametrize(
+    ("user", "name"),
+    [
+        ("db-password", "DB_PASSWORD"),
+        ("9lives", "_9LIVES"),
+        ("api.key", "API_KEY"),
+        ("Mixed_Case", "MIXED_CASE"),
+        ("ünï", "_N_"),
+        ("a b", "A_B"),
+    ],
+)
+def test_env_name_mapping(user: str, name: str) -> None:
+    assert env_name(user) == name
+
+
+def test_prefix_is_prepended_and_checked() -> None:
+    assert env_name("db-password", "APP_") == "APP_DB_PASSWORD"
+    assert check_prefix("APP_") == "APP_"
+    with pytest.raises(ValidationError):
+        check_prefix("1APP")
+    with pytest.raises(ValidationError):
+        check_prefix("A-B")
+
+
+def test_two_users_on_one_name_is_an_error_naming_both() -> None:
+    with pytest.raises(CloudChainError, match=r"'DB_PASSWORD' and 'db-password'.*DB_PASSWORD"):
+        env_names("billing", ["db-password", "DB_PASSWORD"])
+
+
+def _names(secrets: dict[str, str]) -> dict[str, str]:
+    return env_names("svc", list(secrets))
+
+
+def test_json_is_sorted_raw_usernames() -> None:
+    text = render("json", {"b-user": "2", "a-user": "1"}, {})
+    assert list(json.loads(text)) == ["a-user", "b-user"]
+
+
+def test_dotenv_reads_back_exactly_with_python_dotenv_and_our_parser() -> None:
+    secrets = {k: v for k, v in NASTY.items() if k not in ("backtick", "mixed")}
+    text = render("dotenv", secrets, _names(secrets))
+    expected = {env_name(user): value for user, value in secrets.items()}
+    assert dict(dotenv_values(stream=io.StringIO(text))) == expected
+    assert parse_dotenv(text) == expected
+
+
+def test_backtick_alone_is_single_quoted_in_dotenv() -> None:
+    secrets = {"backtick": NASTY["backtick"]}
+    text = render("dotenv", secrets, _names(secrets))
+    assert text == "BACKTICK='`id` and $(id)'\n"
+
+
+def test_dotenv_refuses_what_sh_and_dotenv_cannot_both_read() -> None:
+    secrets = {"mixed": "it's `id`"}
+    with pytest.raises(CloudChainError, match="MIXED cannot be written as dotenv"):
+        render("dotenv", secrets, _names(secrets))
+
+
+@pytest.mark.parametrize("fmt", ["dotenv", "env"])
+def test_nul_is_refused_in_variable_formats(fmt: str) -> None:
+    with pytest.raises(CloudChainError, match="NUL"):
+        render(fmt, {"x": "a\0b"}, {"x": "X"})
+
+
+def test_env_format_single_quotes_everything() -> None:
+    assert render("env", {"a": "it's $HOME"}, {"a": "A"}) == "export A='it'\\''s $HOME'\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), min_size=1))
+def test_any_dotenv_value_we_write_reads_back_in_python_dotenv(value: str) -> None:
+    try:
+        text = render("dotenv", {"u": value}, {"u": "U"})
+    except CloudChainError:
+        assert "`" in value
+        return
+    assert dotenv_values(stream=io.StringIO(text)) == {"U": value}
+    assert parse_dotenv(text) == {"U": value}
+
+
+def test_parse_dotenv_handles_comments_export_and_unquoted_values() -> None:
+    text = (
+        "# a comment\n\nexport A=plain value # trailing comment\n"
+        "B='single \\' quote'\nC=\"multi\nline\"\nD=${A}-x\nE=${NOPE:-fallback}\n"
+    )
+    assert parse_dotenv(text) == {
+        "A": "plain value",
+        "B": "single ' quote",
+        "C": "multi\nline",
+        "D": "plain value-x",
+        "E": "fallback",
+    }
+
+
+def test_parse_dotenv_never_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEAKY", "from-env")
+    assert parse_dotenv("A=${LEAKY}\n") == {"A": ""}
+
+
+@pytest.mark.parametrize("text", ["not a binding\n", "A='unterminated\n", "A='x' trailing\n"])
+def test_bad_dotenv_is_a_validation_error(text: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_dotenv(text)
+
+
+def test_parse_import_detects_json_and_dotenv() -> None:
+    assert parse_import('  {"db-password": "x"}') == {"db-password": "x"}
+    assert parse_import("DB=x\n") == {"DB": "x"}
+    assert parse_import('{"a": "b"}', "json") == {"a": "b"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{not json", "not valid JSON"), ("[1]", "JSON object"), ('{"a": 1}', "'a' is not a string")],
+)
+def test_bad_json_import_is_a_validation_error(text: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        parse_import(text, "json")
