@@ -21,6 +21,7 @@ class Clients:
     def __init__(self, config: Config, session: boto3.Session | None) -> None:
         self._config = config
         self._session = session
+        self._botocore: Any = None  # built once when no boto3.Session was injected
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -66,11 +67,13 @@ class Clients:
     def _botocore_session(self) -> Any:
         # botocore alone: importing boto3 costs a short-lived `cchain` a third of its start-up
         # (it imports s3transfer), and nothing here needs it.
-        import botocore.session
+        if self._botocore is None:
+            import botocore.session
 
-        session = botocore.session.Session(profile=self._config.profile_name)
-        session.register_component("data_loader", _shared_loader())
-        return session
+            session = botocore.session.Session(profile=self._config.profile_name)
+            session.register_component("data_loader", _shared_loader())
+            self._botocore = session
+        return self._botocore
 
 
 _loader: Any = None
