@@ -1,30 +1,23 @@
-"""The CloudChain class: one configuration and its clients, composing crypto and table."""
+"""The CloudChain class: the public API over one table and key.
+
+It checks input before any AWS call, translates AWS errors (errors.aws_errors), keeps the
+optional cache, and runs whole-service operations in parallel. Storage is store.SecretStore.
+"""
 
 from __future__ import annotations
 
 import builtins
-import logging
 import os
-import random
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import crypto, table
+from .cache import SecretCache
 from .clients import Clients
 from .config import DEFAULT_TABLE, Config, load_config
-from .errors import (
-    CloudChainConfigError,
-    CloudChainError,
-    IntegrityError,
-    SecretNotFoundError,
-    VersionConflictError,
-    aws_errors,
-)
-from .parallel import parallel_map
+from .errors import CloudChainConfigError, IntegrityError, SecretNotFoundError, aws_errors
 from .results import Entry, ImportResult, SetupResult, VersionInfo
+from .store import SecretStore
 from .validation import (
     MAX_SERVICE_BYTES,
     check_name,
@@ -37,17 +30,10 @@ from .validation import (
 if TYPE_CHECKING:
     import boto3
 
+    from .table import StoredItem
+
 _DEFAULTS = Config()
-log = logging.getLogger(__name__)
-
-# Saves that lose a race with another save retry with full jitter, this many times at most.
-SAVE_ATTEMPTS = 10
-RETRY_BASE = 0.05
-RETRY_CAP = 1.0
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+T = TypeVar("T")
 
 
 class CloudChain:
@@ -65,8 +51,11 @@ class CloudChain:
         connect_timeout: float = _DEFAULTS.connect_timeout,
         read_timeout: float = _DEFAULTS.read_timeout,
         max_attempts: int = _DEFAULTS.max_attempts,
+        retry_mode: str = _DEFAULTS.retry_mode,
         history_size: int = _DEFAULTS.history_size,
         max_workers: int = _DEFAULTS.max_workers,
+        cache_ttl: float = _DEFAULTS.cache_ttl,
+        stale_if_error: float = _DEFAULTS.stale_if_error,
         session: boto3.Session | None = None,
     ) -> None:
         self.config = Config(
@@ -78,11 +67,16 @@ class CloudChain:
             profile_name=profile_name or None,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            max_attempts=max_attempts,
+            max_attempts=check_whole(max_attempts, "max_attempts"),
+            retry_mode=retry_mode,
             history_size=check_whole(history_size, "history_size"),
             max_workers=check_whole(max_workers, "max_workers"),
+            cache_ttl=cache_ttl,
+            stale_if_error=stale_if_error,
         )
         self._clients = Clients(self.config, session)
+        self._store = SecretStore(self._clients, self.config.tablename, self.config.history_size)
+        self._cache = SecretCache(cache_ttl, stale_if_error) if cache_ttl > 0 else None
 
     @classmethod
     def from_config(
@@ -109,25 +103,41 @@ class CloudChain:
 
     @property
     def _dynamodb(self) -> Any:
-        return self._clients.get("dynamodb")
+        return self._store.dynamodb
 
     @property
     def _kms(self) -> Any:
-        return self._clients.get("kms")
+        return self._store.kms
 
-    def _errors(self, doing: str) -> Any:
-        return aws_errors(doing, self.config.endpoint_url)
+    def _aws(self, doing: str, call: Callable[[], T]) -> T:
+        with aws_errors(f"{doing} table '{self.config.tablename}'", self.config.endpoint_url):
+            return call()
 
-    def _require_key(self, service: str, user: str) -> str:
+    def _require_key(self, service: str) -> str:
         if not self.config.keyalias:
             raise CloudChainConfigError(
-                f"cannot save {service}/{user}: no KMS key alias is configured; set keyalias "
+                f"cannot save into {service}: no KMS key alias is configured; set keyalias "
                 "under [IAMKMS] in ~/.cchainrc, CLOUDCHAIN_KEY_ALIAS, --key-alias, "
                 "or CloudChain(keyalias=...)"
             )
         return self.config.keyalias
 
-    # -- operations ----------------------------------------------------------------------------
+    def _text(self, service: str, user: str, plaintext: bytes) -> str:
+        try:
+            return plaintext.decode("utf-8")
+        except UnicodeDecodeError:
+            raise IntegrityError(
+                f"the secret of {service}/{user} in table '{self.config.tablename}' "
+                "is not UTF-8 text"
+            ) from None
+
+    def _forget(self, service: str, user: str) -> None:
+        # Every cached version of the row: a save changes "latest", a delete removes all.
+        if self._cache is not None:
+            row = (self.config.tablename, service, user)
+            self._cache.invalidate(lambda key: key[:3] == row)  # type: ignore[index]
+
+    # -- one secret ----------------------------------------------------------------------------
 
     def save(
         self, service: str, user: str, secret: str, *, expect_version: int | None = None
@@ -141,118 +151,72 @@ class CloudChain:
         plaintext = secret_bytes(secret, service, user)
         if expect_version is not None:
             check_version(expect_version, minimum=0)
-        key = self._require_key(service, user)
-        name = self.config.tablename
-        with self._errors(f"cannot save {service}/{user} in table '{name}' with key {key}"):
-            return self._save_plaintext(service, user, plaintext, key, expect_version)
-
-    def _save_plaintext(
-        self, service: str, user: str, plaintext: bytes, key: str, expect_version: int | None
-    ) -> int:
-        name = self.config.tablename
-        # The version is bound into the ciphertext, so encrypt again only when it changes.
-        encrypted: dict[int, bytes] = {}
-        for attempt in range(SAVE_ATTEMPTS):
-            item = table.get_item(self._dynamodb, name, service, user)
-            current = item.current.version if item else 0
-            if expect_version is not None and current != expect_version:
-                raise VersionConflictError(
-                    f"{service}/{user} in table '{name}' is at version {current}, "
-                    f"not {expect_version}; nothing was saved",
-                    current_version=current,
-                )
-            version = current + 1
-            if version not in encrypted:
-                context = crypto.context_for(crypto.VERSIONED_CONTEXT, service, user, version)
-                encrypted[version] = crypto.encrypt(self._kms, key, plaintext, context)
-            new = table.StoredVersion(
-                version, encrypted[version], _utc_now(), crypto.VERSIONED_CONTEXT
+        key = self._require_key(service)
+        try:
+            return self._aws(
+                f"cannot save {service}/{user} with key {key} in",
+                lambda: self._store.save(service, user, plaintext, key, expect_version),
             )
-            kept = list(item.versions[: self.config.history_size - 1]) if item else []
-            try:
-                table.put_item(
-                    self._dynamodb, name, table.build_item(service, user, new, kept), item
-                )
-            except table.ConditionFailed:
-                # Another save won the race: read again and retry with the next version number.
-                log.debug("save of %s/%s lost a race at version %d", service, user, version)
-                time.sleep(random.uniform(0, min(RETRY_CAP, RETRY_BASE * 2**attempt)))
-                continue
-            log.debug("saved %s/%s version %d in table %s", service, user, version, name)
-            return version
-        raise CloudChainError(
-            f"cannot save {service}/{user} in table '{name}': {SAVE_ATTEMPTS} attempts "
-            "lost races with concurrent saves"
-        )
-
-    def _load(self, service: str, user: str) -> table.StoredItem:
-        name = self.config.tablename
-        item = table.get_item(self._dynamodb, name, service, user)
-        if item is None:
-            raise SecretNotFoundError(f"no secret for {service}/{user} in table '{name}'")
-        return item
-
-    def _decrypt(self, service: str, user: str, stored: table.StoredVersion) -> bytes:
-        context = crypto.context_for(stored.context_keys, service, user, stored.version)
-        return crypto.decrypt(self._kms, stored.ciphertext, context)
-
-    def _plaintext(self, service: str, user: str, version: int | None) -> bytes:
-        item = self._load(service, user)
-        stored = item.current if version is None else item.find(version)
-        if stored is None:
-            retained = ", ".join(str(v.version) for v in item.versions)
-            raise SecretNotFoundError(
-                f"version {version} of {service}/{user} in table '{self.config.tablename}' "
-                f"does not exist or was pruned (retained: {retained})"
-            )
-        return self._decrypt(service, user, stored)
+        finally:
+            self._forget(service, user)
 
     def read(self, service: str, user: str, version: int | None = None) -> str:
         """Return the secret of service/user: the latest version, or the given one."""
         service, user = check_row(service, user)
         if version is not None:
             check_version(version)
-        name = self.config.tablename
-        with self._errors(f"cannot read {service}/{user} from table '{name}'"):
-            return self._text(service, user, self._plaintext(service, user, version))
 
-    def _text(self, service: str, user: str, plaintext: bytes) -> str:
-        try:
-            return plaintext.decode("utf-8")
-        except UnicodeDecodeError:
-            raise IntegrityError(
-                f"the secret of {service}/{user} in table '{self.config.tablename}' "
-                "is not UTF-8 text"
-            ) from None
+        def fetch() -> str:
+            plaintext = self._aws(
+                f"cannot read {service}/{user} from",
+                lambda: self._store.plaintext(service, user, version),
+            )
+            return self._text(service, user, plaintext)
+
+        if self._cache is None:
+            return fetch()
+        return self._cache.get((self.config.tablename, service, user, version), fetch)
 
     def history(self, service: str, user: str) -> builtins.list[VersionInfo]:
         """Return the retained versions of service/user, newest first; decrypts nothing."""
         service, user = check_row(service, user)
-        name = self.config.tablename
-        with self._errors(f"cannot read the history of {service}/{user} from table '{name}'"):
-            item = self._load(service, user)
+        item = self._aws(
+            f"cannot read the history of {service}/{user} from",
+            lambda: self._store.load(service, user),
+        )
         return [VersionInfo(version=v.version, saved_at=v.saved_at) for v in item.versions]
 
     def rollback(self, service: str, user: str, version: int) -> int:
         """Save version's value of service/user as a new version and return its number."""
         service, user = check_row(service, user)
         check_version(version)
-        key = self._require_key(service, user)
-        name = self.config.tablename
-        with self._errors(
-            f"cannot roll back {service}/{user} in table '{name}' to version {version}"
-        ):
-            plaintext = self._plaintext(service, user, version)
-            return self._save_plaintext(service, user, plaintext, key, None)
+        key = self._require_key(service)
+
+        def roll() -> int:
+            plaintext = self._store.plaintext(service, user, version)
+            return self._store.save(service, user, plaintext, key, None)
+
+        try:
+            return self._aws(f"cannot roll back {service}/{user} to version {version} in", roll)
+        finally:
+            self._forget(service, user)
 
     def delete(self, service: str, user: str) -> None:
         """Delete the secret of service/user with every version."""
         service, user = check_row(service, user)
-        name = self.config.tablename
-        with self._errors(f"cannot delete {service}/{user} from table '{name}'"):
-            existed = table.delete_item(self._dynamodb, name, service, user)
+        try:
+            existed = self._aws(
+                f"cannot delete {service}/{user} from",
+                lambda: self._store.delete(service, user),
+            )
+        finally:
+            self._forget(service, user)
         if not existed:
-            raise SecretNotFoundError(f"no secret for {service}/{user} in table '{name}'")
+            raise SecretNotFoundError(
+                f"no secret for {service}/{user} in table '{self.config.tablename}'"
+            )
+
+    # -- whole service -------------------------------------------------------------------------
 
     def export(self, service: str) -> dict[str, str]:
         """Return every current secret of service, keyed by user, sorted.
@@ -260,10 +224,12 @@ class CloudChain:
         One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
         naming it and return nothing.
         """
+        from .parallel import parallel_map
+
         service = check_name(service, "service", MAX_SERVICE_BYTES)
         items = self._service_items(service)
-        values = parallel_map(self._current_text, items, self.config.max_workers)
-        return {item.user: value for item, value in zip(items, values)}
+        plaintexts = parallel_map(self._current_plaintext, items, self.config.max_workers)
+        return {i.user: self._text(service, i.user, p) for i, p in zip(items, plaintexts)}
 
     def import_secrets(
         self, service: str, mapping: Mapping[str, str], dry_run: bool = False
@@ -273,12 +239,14 @@ class CloudChain:
         Every entry is checked before the first write: one bad entry writes nothing. An
         entry equal to the current value is left alone, so it gets no new version.
         """
+        from .parallel import parallel_map
+
         service = check_name(service, "service", MAX_SERVICE_BYTES)
         plaintexts = {
             check_row(service, user)[1]: secret_bytes(value, service, user)
             for user, value in mapping.items()
         }
-        key = None if dry_run else self._require_key(service, "*")
+        key = None if dry_run else self._require_key(service)
         items = [i for i in self._service_items(service) if i.user in plaintexts]
         current = parallel_map(self._current_plaintext, items, self.config.max_workers)
         existing = {item.user: value for item, value in zip(items, current)}
@@ -289,59 +257,51 @@ class CloudChain:
             for user in sorted(plaintexts)
         }  # fmt: skip
         if key is not None:
+
+            def write(user: str) -> int:
+                try:
+                    return self._aws(
+                        f"cannot save {service}/{user} in",
+                        lambda: self._store.save(service, user, plaintexts[user], key, None),
+                    )
+                finally:
+                    self._forget(service, user)
+
             writes = [user for user, action in actions.items() if action != "unchanged"]
-            parallel_map(
-                lambda user: self._save_entry(service, user, plaintexts[user], key),
-                writes,
-                self.config.max_workers,
-            )
+            parallel_map(write, writes, self.config.max_workers)
         return ImportResult(actions=actions)
 
-    def _service_items(self, service: str) -> builtins.list[table.StoredItem]:
-        name = self.config.tablename
-        with self._errors(f"cannot query service {service} in table '{name}'"):
-            return sorted(table.query_items(self._dynamodb, name, service), key=lambda i: i.user)
+    def _service_items(self, service: str) -> builtins.list[StoredItem]:
+        return self._aws(
+            f"cannot query service {service} in", lambda: self._store.service_items(service)
+        )
 
-    def _current_plaintext(self, item: table.StoredItem) -> bytes:
-        where = f"{item.service}/{item.user} in table '{self.config.tablename}'"
-        with self._errors(f"cannot decrypt {where}"):
-            return self._decrypt(item.service, item.user, item.current)
+    def _current_plaintext(self, item: StoredItem) -> bytes:
+        return self._aws(
+            f"cannot decrypt {item.service}/{item.user} in",
+            lambda: self._store.decrypt(item.service, item.user, item.current),
+        )
 
-    def _current_text(self, item: table.StoredItem) -> str:
-        return self._text(item.service, item.user, self._current_plaintext(item))
-
-    def _save_entry(self, service: str, user: str, plaintext: bytes, key: str) -> int:
-        with self._errors(f"cannot save {service}/{user} in table '{self.config.tablename}'"):
-            return self._save_plaintext(service, user, plaintext, key, None)
+    # -- table ---------------------------------------------------------------------------------
 
     def list(self, service: str | None = None) -> Iterator[Entry]:
         """Yield every stored secret's name, or one service's, sorted; never reads values."""
-        name = self.config.tablename
         where = f" of service {service}" if service else ""
-        with self._errors(f"cannot list secrets{where} in table '{name}'"):
-            keys: builtins.list[tuple[str, str]] = sorted(
-                table.iter_keys(self._dynamodb, name, service)
-            )
+        keys = self._aws(f"cannot list secrets{where} in", lambda: self._store.keys(service))
         return (Entry(service=s, user=u) for s, u in keys)
 
     def setup(self, create_key: bool = False) -> SetupResult:
         """Create the table if missing and, with create_key, the KMS key behind the alias."""
-        name = self.config.tablename
         key_created = False
         if create_key:
             alias = self.config.keyalias
-            if not alias:
+            if not alias or not alias.startswith("alias/"):
                 raise CloudChainConfigError(
-                    "cannot create a key: no KMS key alias is configured (set keyalias or --key-alias)"
+                    f"cannot create a key: the key alias {alias!r} must be set and start with "
+                    "alias/ (keyalias under [IAMKMS], CLOUDCHAIN_KEY_ALIAS or --key-alias)"
                 )
-            if not alias.startswith("alias/"):
-                raise CloudChainConfigError(
-                    f"cannot create key alias {alias}: it must start with alias/"
-                )
-            with self._errors(f"cannot create KMS key {alias}"):
-                if not crypto.key_exists(self._kms, alias):
-                    crypto.create_key_with_alias(self._kms, alias)
-                    key_created = True
-        with self._errors(f"cannot create table '{name}'"):
-            table_created = table.create_table(self._dynamodb, name)
+            key_created = self._aws(
+                f"cannot create KMS key {alias} for", lambda: self._store.ensure_key(alias)
+            )
+        table_created = self._aws("cannot create", self._store.ensure_table)
         return SetupResult(table_created=table_created, key_created=key_created)

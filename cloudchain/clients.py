@@ -48,7 +48,7 @@ class Clients:
         boto_config = BotoConfig(
             connect_timeout=c.connect_timeout,
             read_timeout=c.read_timeout,
-            retries={"mode": "standard", "max_attempts": c.max_attempts},
+            retries={"mode": c.retry_mode, "max_attempts": c.max_attempts},
             # One pooled connection per worker thread, so parallel calls never queue for one.
             max_pool_connections=max(10, c.max_workers),
         )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -60,6 +58,8 @@ def read_secret(value: object) -> str:
         )
         return value
     if value is FROM_STDIN_OR_PROMPT and sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
         first = getpass.getpass("Secret: ")
         if getpass.getpass("Repeat secret: ") != first:
             raise ValidationError("the two secrets entered do not match; nothing was saved")
@@ -70,6 +70,8 @@ def read_secret(value: object) -> str:
 
 def write_private_file(path: str, text: str) -> None:
     """Write text to path atomically, readable by its owner only (mode 0600)."""
+    import tempfile
+
     target = Path(path)
     fd, temp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
     try:

@@ -20,6 +20,7 @@ from .errors import CloudChainConfigError
 DEFAULT_TABLE = "safedb"
 DEFAULT_REGION = "us-east-1"
 CONFIG_ENV = "CLOUDCHAIN_CONFIG"
+RETRY_MODES = ("standard", "adaptive", "legacy")
 DEFAULT_CONFIG_PATH = "~/.cchainrc"
 
 # A synthetic section that collects options written above any header: the original
@@ -31,6 +32,19 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
         raise ValueError(f"{raw!r} is not a whole number of at least 1")
+    return value
+
+
+def _retry_mode(raw: str) -> str:
+    if raw not in RETRY_MODES:
+        raise ValueError(f"{raw!r} is not one of {', '.join(RETRY_MODES)}")
+    return raw
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError(f"{raw!r} is not a number of seconds, 0 or more")
     return value
 
 
@@ -51,6 +65,15 @@ class Setting:
     parse: Callable[[str], Any] = str
     # Whether a header-less file may set it by its bare option name.
     top_level: bool = True
+    # A standard AWS variable honoured after ours, at the same (environment) precedence.
+    aws_env: str | None = None
+
+    def from_environment(self, environ: Mapping[str, str]) -> str | None:
+        """Return this setting's value in environ, ours first, or None."""
+        value = environ.get(self.env)
+        if value is None and self.aws_env:
+            value = environ.get(self.aws_env)
+        return value
 
 
 SETTINGS: dict[str, Setting] = {
@@ -66,7 +89,16 @@ SETTINGS: dict[str, Setting] = {
         "CLOUDCHAIN_CONNECT_TIMEOUT", "aws", "connect_timeout", _positive_float
     ),
     "read_timeout": Setting("CLOUDCHAIN_READ_TIMEOUT", "aws", "read_timeout", _positive_float),
-    "max_attempts": Setting("CLOUDCHAIN_MAX_ATTEMPTS", "aws", "max_attempts", _positive_int),
+    "max_attempts": Setting(
+        "CLOUDCHAIN_MAX_ATTEMPTS", "aws", "max_attempts", _positive_int, aws_env="AWS_MAX_ATTEMPTS"
+    ),
+    "retry_mode": Setting(
+        "CLOUDCHAIN_RETRY_MODE", "aws", "retry_mode", _retry_mode, aws_env="AWS_RETRY_MODE"
+    ),
+    "cache_ttl": Setting("CLOUDCHAIN_CACHE_TTL", "cache", "ttl", _seconds, top_level=False),
+    "stale_if_error": Setting(
+        "CLOUDCHAIN_CACHE_STALE_IF_ERROR", "cache", "stale_if_error", _seconds, top_level=False
+    ),
     "max_workers": Setting("CLOUDCHAIN_MAX_WORKERS", "aws", "max_workers", _positive_int),
 }
 
@@ -87,8 +119,13 @@ class Config:
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
     max_attempts: int = 5
+    retry_mode: str = "standard"
     # Threads for whole-service operations (export, import): parallel KMS calls.
     max_workers: int = 16
+    # In-process cache of decrypted secrets (seconds); 0 turns it off.
+    cache_ttl: float = 0.0
+    # How long past its TTL a cached value may still be served while AWS is failing.
+    stale_if_error: float = 0.0
 
 
 _DEFAULTS = Config()
@@ -164,7 +201,7 @@ def load_config(
     if unknown:
         raise TypeError(f"unknown configuration settings: {', '.join(sorted(unknown))}")
     file_path, required = config_path(path, environ)
-    from_env = {name: environ.get(s.env) for name, s in SETTINGS.items()}
+    from_env = {name: s.from_environment(environ) for name, s in SETTINGS.items()}
     from_file = read_config_file(file_path, required=required)
     values = resolve([("flag", overrides), ("environment", from_env), (str(file_path), from_file)])
     extra = {

@@ -30,7 +30,7 @@ def default_chain() -> CloudChain:
     global _default
     package = _package()
     explicit = {name: getattr(package, name) for name in MODULE_VARIABLES}
-    environment = tuple(os.environ.get(s.env) for s in SETTINGS.values())
+    environment = tuple(s.from_environment(os.environ) for s in SETTINGS.values())
     cache_key = (tuple(explicit.items()), environment, os.environ.get(CONFIG_ENV))
     with _lock:
         if _default is None or _default[0] != cache_key:
