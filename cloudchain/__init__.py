@@ -20,6 +20,7 @@ from .errors import (
     EndpointError,
     IntegrityError,
     SecretNotFoundError,
+    ThrottledError,
     ValidationError,
     VersionConflictError,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "IntegrityError",
     "SecretNotFoundError",
     "SetupResult",
+    "ThrottledError",
     "ValidationError",
     "VersionConflictError",
     "VersionInfo",

@@ -14,14 +14,22 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .cache import SecretCache
 from .clients import Clients
-from .config import DEFAULT_TABLE, Config, load_config
-from .errors import CloudChainConfigError, IntegrityError, SecretNotFoundError, aws_errors
+from .config import DEFAULT_TABLE, RETRY_MODES, Config, load_config
+from .errors import (
+    CloudChainConfigError,
+    IntegrityError,
+    SecretNotFoundError,
+    ThrottledError,
+    aws_errors,
+)
 from .results import Entry, ImportResult, SetupResult, VersionInfo
 from .store import SecretStore
 from .validation import (
     MAX_SERVICE_BYTES,
+    check_choice,
     check_name,
     check_row,
+    check_seconds,
     check_version,
     check_whole,
     secret_bytes,
@@ -65,18 +73,19 @@ class CloudChain:
             tablename=tablename or DEFAULT_TABLE,
             keyalias=keyalias or None,
             profile_name=profile_name or None,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
+            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
+            read_timeout=check_seconds(read_timeout, "read_timeout"),
             max_attempts=check_whole(max_attempts, "max_attempts"),
-            retry_mode=retry_mode,
+            retry_mode=check_choice(retry_mode, "retry_mode", RETRY_MODES),
             history_size=check_whole(history_size, "history_size"),
             max_workers=check_whole(max_workers, "max_workers"),
-            cache_ttl=cache_ttl,
-            stale_if_error=stale_if_error,
+            cache_ttl=check_seconds(cache_ttl, "cache_ttl", zero_ok=True),
+            stale_if_error=check_seconds(stale_if_error, "stale_if_error", zero_ok=True),
         )
         self._clients = Clients(self.config, session)
         self._store = SecretStore(self._clients, self.config.tablename, self.config.history_size)
-        self._cache = SecretCache(cache_ttl, stale_if_error) if cache_ttl > 0 else None
+        c = self.config
+        self._cache = SecretCache(c.cache_ttl, c.stale_if_error) if c.cache_ttl > 0 else None
 
     @classmethod
     def from_config(
@@ -224,11 +233,12 @@ class CloudChain:
         One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
         naming it and return nothing.
         """
-        from .parallel import parallel_map
+        from .parallel import parallel_map, retrying
 
         service = check_name(service, "service", MAX_SERVICE_BYTES)
         items = self._service_items(service)
-        plaintexts = parallel_map(self._current_plaintext, items, self.config.max_workers)
+        decrypt = retrying(self._current_plaintext, on=ThrottledError)
+        plaintexts = parallel_map(decrypt, items, self.config.max_workers)
         return {i.user: self._text(service, i.user, p) for i, p in zip(items, plaintexts)}
 
     def import_secrets(
@@ -239,7 +249,7 @@ class CloudChain:
         Every entry is checked before the first write: one bad entry writes nothing. An
         entry equal to the current value is left alone, so it gets no new version.
         """
-        from .parallel import parallel_map
+        from .parallel import parallel_map, retrying
 
         service = check_name(service, "service", MAX_SERVICE_BYTES)
         plaintexts = {
@@ -248,7 +258,8 @@ class CloudChain:
         }
         key = None if dry_run else self._require_key(service)
         items = [i for i in self._service_items(service) if i.user in plaintexts]
-        current = parallel_map(self._current_plaintext, items, self.config.max_workers)
+        decrypt = retrying(self._current_plaintext, on=ThrottledError)
+        current = parallel_map(decrypt, items, self.config.max_workers)
         existing = {item.user: value for item, value in zip(items, current)}
         actions = {
             user: "create" if user not in existing
@@ -268,7 +279,7 @@ class CloudChain:
                     self._forget(service, user)
 
             writes = [user for user, action in actions.items() if action != "unchanged"]
-            parallel_map(write, writes, self.config.max_workers)
+            parallel_map(retrying(write, on=ThrottledError), writes, self.config.max_workers)
         return ImportResult(actions=actions)
 
     def _service_items(self, service: str) -> builtins.list[StoredItem]:

@@ -35,6 +35,9 @@ CONFIG_FLAGS = {
     "profile": "profile_name",
     "history_size": "history_size",
     "max_workers": "max_workers",
+    "connect_timeout": "connect_timeout",
+    "read_timeout": "read_timeout",
+    "max_attempts": "max_attempts",
 }
 ACTIONS = (
     "save",
@@ -143,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--profile", help="AWS profile from ~/.aws/config")
     cfg.add_argument("--history-size", type=int, metavar="N", help="versions kept (default 10)")
     cfg.add_argument("--max-workers", type=int, metavar="N", help="parallel calls (default 16)")
+    cfg.add_argument(
+        "--connect-timeout", type=float, metavar="S", help="seconds to connect (default 3)"
+    )
+    cfg.add_argument(
+        "--read-timeout", type=float, metavar="S", help="seconds to wait for a reply (default 10)"
+    )
+    cfg.add_argument(
+        "--max-attempts", type=int, metavar="N", help="attempts per AWS call (default 5)"
+    )
     return parser
 
 

@@ -7,6 +7,7 @@
     ├── AccessDeniedError       IAM or the credentials refused the call
     ├── IntegrityError          the ciphertext does not decrypt for its row: altered, copied or replayed
     ├── EndpointError           the endpoint cannot be reached, or the service stayed unavailable
+    │   └── ThrottledError      AWS kept throttling after every retry
     └── VersionConflictError    check-and-set found a different current version
 
 No message ever contains a secret value: messages name the service, user, table and key instead.
@@ -46,6 +47,10 @@ class EndpointError(CloudChainError):
     """The AWS endpoint cannot be reached or stayed unavailable after retries."""
 
 
+class ThrottledError(EndpointError):
+    """AWS kept throttling the call after every retry."""
+
+
 class VersionConflictError(CloudChainError):
     """A check-and-set save found a different current version; nothing was written."""
 
@@ -62,8 +67,8 @@ ERROR_CODES: dict[str, tuple[type[CloudChainError], str]] = {
         CloudChainConfigError,
         "the table does not exist (create it with `cchain --setup`)",
     ),
-    "ProvisionedThroughputExceededException": (EndpointError, "throttled after all retries"),
-    "RequestLimitExceeded": (EndpointError, "throttled after all retries"),
+    "ProvisionedThroughputExceededException": (ThrottledError, "throttled after all retries"),
+    "RequestLimitExceeded": (ThrottledError, "throttled after all retries"),
     "InternalServerError": (EndpointError, "the service failed after all retries"),
     "ItemCollectionSizeLimitExceededException": (CloudChainError, "the item is too large"),
     # KMS
@@ -89,8 +94,8 @@ ERROR_CODES: dict[str, tuple[type[CloudChainError], str]] = {
     "SignatureDoesNotMatch": (AccessDeniedError, "the request signature was refused"),
     "ExpiredTokenException": (AccessDeniedError, "the AWS credentials have expired"),
     "ExpiredToken": (AccessDeniedError, "the AWS credentials have expired"),
-    "ThrottlingException": (EndpointError, "throttled after all retries"),
-    "Throttling": (EndpointError, "throttled after all retries"),
+    "ThrottlingException": (ThrottledError, "throttled after all retries"),
+    "Throttling": (ThrottledError, "throttled after all retries"),
     "ServiceUnavailable": (EndpointError, "the service is unavailable"),
     "ServiceUnavailableException": (EndpointError, "the service is unavailable"),
     "InternalFailure": (EndpointError, "the service failed after all retries"),

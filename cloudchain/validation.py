@@ -64,3 +64,19 @@ def check_whole(value: object, what: str, minimum: int = 1) -> int:
 def check_version(version: object, minimum: int = 1) -> int:
     """Return a version number after checking it."""
     return check_whole(version, "a version", minimum)
+
+
+def check_seconds(value: object, what: str, zero_ok: bool = False) -> float:
+    """Return a duration in seconds after checking it is a number above (or at) zero."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (value >= 0 if zero_ok else value > 0):  # type: ignore[operator]
+        bound = "0 or more" if zero_ok else "more than 0"
+        raise ValidationError(f"{what} must be a number of seconds, {bound}, not {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_choice(value: object, what: str, choices: tuple[str, ...]) -> str:
+    """Return value after checking it is one of choices."""
+    if value not in choices:
+        raise ValidationError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+    return str(value)

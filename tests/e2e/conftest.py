@@ -9,7 +9,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from helpers import KEY_ALIAS
 from support import (
@@ -21,7 +20,7 @@ from support import (
     wait_for_text,
 )
 
-from cloudchain import CloudChain
+from cloudchain import crypto, table
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +58,11 @@ def emulator(moto_server: str, clean_env: Path) -> Emulator:
         CLOUDCHAIN_KEY_ALIAS=KEY_ALIAS,
     )
     emulator = Emulator(moto_server, env)
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    CloudChain(endpoint_url=moto_server, keyalias=KEY_ALIAS, session=session).setup(create_key=True)
+    # The same calls `cchain --setup --create-key` makes, on clients shared across tests.
+    kms, dynamodb = emulator.client("kms"), emulator.client("dynamodb")
+    assert not crypto.key_exists(kms, KEY_ALIAS)
+    crypto.create_key_with_alias(kms, KEY_ALIAS)
+    table.create_table(dynamodb, "safedb")
     return emulator
 
 

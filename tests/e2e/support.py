@@ -72,13 +72,18 @@ class Emulator:
         )
 
     def client(self, name: str) -> Any:
-        return boto3.client(
-            name,  # type: ignore[call-overload]
-            endpoint_url=self.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        """A raw botocore client for this endpoint, built once per endpoint and service."""
+        key = (self.url, name)
+        if key not in _CLIENTS:
+            _CLIENTS[key] = _SESSION.client(name, endpoint_url=self.url)  # type: ignore[call-overload]
+        return _CLIENTS[key]
+
+
+# Building clients loads botocore's models; share them across tests (the server is reset).
+_SESSION = boto3.Session(
+    aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+)
+_CLIENTS: dict[tuple[str, str], Any] = {}
 
 
 def wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
