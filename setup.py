@@ -25,7 +25,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["cloudchain", "cloudchain.*"]),
     package_data={"cloudchain": ["py.typed"]},
-    install_requires=["boto3>=1.28", "botocore>=1.31"],
+    # cryptography: AES-256-GCM for envelope-encrypted (large) secrets, imported only for them.
+    install_requires=["boto3>=1.28", "botocore>=1.31", "cryptography>=41"],
     extras_require={"local": LOCAL, "test": TEST, "dev": TEST},
     entry_points={
         "console_scripts": [

@@ -210,6 +210,13 @@ def main() -> int:
                     "saved", f"value-{next(counter)}", region="us-east-1"
                 )
 
+        cached = CloudChain(endpoint_url=slow, cache_ttl=3600)
+        cached.read(SERVICE, "user-002")
+        rows["CloudChain.read with cache_ttl (hit) vs credstash.getSecret (per call)"] = in_process(
+            lambda: cached.read(SERVICE, "user-002"),
+            lambda: credstash.getSecret(f"{SERVICE}-user-002", region="us-east-1"),
+        )
+
         rows["CloudChain.save vs credstash.putSecretAutoversion (per call)"] = in_process(
             lambda: chain.save(SERVICE, "saved", f"value-{next(counter)}"), peer_save
         )

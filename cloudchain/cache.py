@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Union
 
 from .errors import EndpointError
 
 log = logging.getLogger(__name__)
+Value = Union[str, bytes]
 
 # Each entry refreshes up to this fraction of the TTL early, so many processes started
 # together do not all go back to AWS in the same instant.
@@ -26,7 +27,7 @@ JITTER = 0.1
 @dataclass
 class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    value: str | None = None
+    value: Value | None = None
     fetched_at: float = 0.0
     refresh_at: float = 0.0
 
@@ -49,7 +50,7 @@ class SecretCache:
     def __repr__(self) -> str:
         return f"SecretCache(ttl={self.ttl}, stale_if_error={self.stale_if_error}, entries={len(self._entries)})"
 
-    def get(self, key: Hashable, fetch: Callable[[], str]) -> str:
+    def get(self, key: Hashable, fetch: Callable[[], Value]) -> Value:
         """Return the cached value for key, calling fetch when it is missing or due a refresh."""
         with self._lock:
             entry = self._entries.setdefault(key, _Entry())

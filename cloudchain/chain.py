@@ -10,19 +10,20 @@ import builtins
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from .cache import SecretCache
 from .clients import Clients
 from .config import DEFAULT_TABLE, RETRY_MODES, Config, load_config
 from .errors import (
     CloudChainConfigError,
+    CloudChainError,
     IntegrityError,
     SecretNotFoundError,
     ThrottledError,
     aws_errors,
 )
-from .results import Entry, ImportResult, SetupResult, VersionInfo
+from .results import Entry, ImportResult, ReencryptResult, SetupResult, VersionInfo
 from .store import SecretStore
 from .validation import (
     MAX_SERVICE_BYTES,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 
 _DEFAULTS = Config()
 T = TypeVar("T")
+# A secret value: text, or bytes for a secret saved as bytes.
+Secret = Union[str, bytes]
 
 
 class CloudChain:
@@ -131,7 +134,9 @@ class CloudChain:
             )
         return self.config.keyalias
 
-    def _text(self, service: str, user: str, plaintext: bytes) -> str:
+    def _value(self, service: str, user: str, plaintext: bytes, binary: bool) -> Secret:
+        if binary:
+            return plaintext
         try:
             return plaintext.decode("utf-8")
         except UnicodeDecodeError:
@@ -149,38 +154,40 @@ class CloudChain:
     # -- one secret ----------------------------------------------------------------------------
 
     def save(
-        self, service: str, user: str, secret: str, *, expect_version: int | None = None
+        self, service: str, user: str, secret: Secret, *, expect_version: int | None = None
     ) -> int:
         """Save secret as a new version of service/user and return its version number.
 
         With expect_version, save only if the current version is that number (0: only if the
         secret does not exist yet); otherwise raise VersionConflictError and write nothing.
+        A str is stored as text and bytes as bytes, and each reads back as what it was.
         """
         service, user = check_row(service, user)
-        plaintext = secret_bytes(secret, service, user)
+        plaintext, binary = secret_bytes(secret, service, user)
         if expect_version is not None:
             check_version(expect_version, minimum=0)
         key = self._require_key(service)
         try:
             return self._aws(
                 f"cannot save {service}/{user} with key {key} in",
-                lambda: self._store.save(service, user, plaintext, key, expect_version),
+                lambda: self._store.save(service, user, plaintext, key, expect_version, binary),
             )
         finally:
             self._forget(service, user)
 
-    def read(self, service: str, user: str, version: int | None = None) -> str:
-        """Return the secret of service/user: the latest version, or the given one."""
+    def read(self, service: str, user: str, version: int | None = None) -> Secret:
+        """Return the secret of service/user (latest, or the given version): str, or bytes
+        when it was saved as bytes."""
         service, user = check_row(service, user)
         if version is not None:
             check_version(version)
 
-        def fetch() -> str:
-            plaintext = self._aws(
+        def fetch() -> Secret:
+            plaintext, binary = self._aws(
                 f"cannot read {service}/{user} from",
                 lambda: self._store.plaintext(service, user, version),
             )
-            return self._text(service, user, plaintext)
+            return self._value(service, user, plaintext, binary)
 
         if self._cache is None:
             return fetch()
@@ -202,8 +209,8 @@ class CloudChain:
         key = self._require_key(service)
 
         def roll() -> int:
-            plaintext = self._store.plaintext(service, user, version)
-            return self._store.save(service, user, plaintext, key, None)
+            plaintext, binary = self._store.plaintext(service, user, version)
+            return self._store.save(service, user, plaintext, key, None, binary)
 
         try:
             return self._aws(f"cannot roll back {service}/{user} to version {version} in", roll)
@@ -227,7 +234,7 @@ class CloudChain:
 
     # -- whole service -------------------------------------------------------------------------
 
-    def export(self, service: str) -> dict[str, str]:
+    def export(self, service: str) -> dict[str, Secret]:
         """Return every current secret of service, keyed by user, sorted.
 
         One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
@@ -239,10 +246,13 @@ class CloudChain:
         items = self._service_items(service)
         decrypt = retrying(self._current_plaintext, on=ThrottledError)
         plaintexts = parallel_map(decrypt, items, self.config.max_workers)
-        return {i.user: self._text(service, i.user, p) for i, p in zip(items, plaintexts)}
+        return {
+            i.user: self._value(service, i.user, p, i.current.binary)
+            for i, p in zip(items, plaintexts)
+        }
 
     def import_secrets(
-        self, service: str, mapping: Mapping[str, str], dry_run: bool = False
+        self, service: str, mapping: Mapping[str, Secret], dry_run: bool = False
     ) -> ImportResult:
         """Save each {user: secret} whose value differs from the current one, in parallel.
 
@@ -252,10 +262,11 @@ class CloudChain:
         from .parallel import parallel_map, retrying
 
         service = check_name(service, "service", MAX_SERVICE_BYTES)
-        plaintexts = {
+        entries = {
             check_row(service, user)[1]: secret_bytes(value, service, user)
             for user, value in mapping.items()
         }
+        plaintexts = {user: data for user, (data, _) in entries.items()}
         key = None if dry_run else self._require_key(service)
         items = [i for i in self._service_items(service) if i.user in plaintexts]
         decrypt = retrying(self._current_plaintext, on=ThrottledError)
@@ -273,7 +284,9 @@ class CloudChain:
                 try:
                     return self._aws(
                         f"cannot save {service}/{user} in",
-                        lambda: self._store.save(service, user, plaintexts[user], key, None),
+                        lambda: self._store.save(
+                            service, user, entries[user][0], key, None, entries[user][1]
+                        ),
                     )
                 finally:
                     self._forget(service, user)
@@ -299,7 +312,82 @@ class CloudChain:
         """Yield every stored secret's name, or one service's, sorted; never reads values."""
         where = f" of service {service}" if service else ""
         keys = self._aws(f"cannot list secrets{where} in", lambda: self._store.keys(service))
-        return (Entry(service=s, user=u) for s, u in keys)
+        return (Entry(service=s, user=u, legacy=legacy) for s, u, legacy in keys)
+
+    def reencrypt(
+        self, service: str | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> ReencryptResult:
+        """Re-encrypt every retained version of every secret (or service's) under the
+        configured key alias, and move legacy rows to the row-bound context.
+
+        KMS ReEncrypt moves direct ciphertexts, and envelope data keys are re-wrapped, so no
+        plaintext leaves KMS. Each row is written with a condition, so a concurrent save is
+        never overwritten. Idempotent: rows already under the key count as current. A row
+        that fails is counted and named, and the others go on.
+        """
+        from .parallel import parallel_map
+
+        if service is not None:
+            service = check_name(service, "service", MAX_SERVICE_BYTES)
+        alias = self._require_key(service or "the table")
+        key_arn = self._aws(f"cannot resolve key {alias} for", lambda: self._store.key_arn(alias))
+        rows = self._aws("cannot list the rows of", lambda: self._store.all_keys(service))
+        done = iter(range(1, len(rows) + 1))
+
+        def one(row: tuple[str, str]) -> str:
+            outcome = "failed"
+            try:
+                moved = self._aws(
+                    f"cannot re-encrypt {row[0]}/{row[1]} in",
+                    lambda: self._store.reencrypt(row[0], row[1], alias, key_arn),
+                )
+                outcome = "reencrypted" if moved else "current"
+            except CloudChainError:
+                pass
+            finally:
+                self._forget(*row)
+                if progress is not None:
+                    progress(next(done), len(rows))
+            return outcome
+
+        outcomes = parallel_map(one, rows, self.config.max_workers)
+        return ReencryptResult(
+            reencrypted=outcomes.count("reencrypted"),
+            current=outcomes.count("current"),
+            failed=tuple(f"{s}/{u}" for (s, u), o in zip(rows, outcomes) if o == "failed"),
+        )
+
+    def policy(
+        self, service: str, access: str, *, account: str | None = None, key_arn: str | None = None
+    ) -> dict[str, Any]:
+        """Return an IAM policy letting a role read (or read and write) only service's secrets.
+
+        The account comes from STS GetCallerIdentity and the key ARN from KMS DescribeKey on
+        the key alias, unless given; with both given, no AWS call is made.
+        """
+        from .policy import ACCESS, build_policy
+
+        service = check_name(service, "service", MAX_SERVICE_BYTES)
+        access = check_choice(access, "access", ACCESS)
+        if key_arn is None:
+            alias = self._require_key(service)
+            key_arn = self._aws(
+                f"cannot resolve key {alias} for", lambda: self._store.key_arn(alias)
+            )
+        if account is None:
+            sts = self._clients.get("sts")
+            account = self._aws(
+                "cannot read the account (STS GetCallerIdentity) for",
+                lambda: str(sts.get_caller_identity()["Account"]),
+            )
+        return build_policy(
+            service,
+            access,
+            region=self._clients.region,
+            account=account,
+            table=self.config.tablename,
+            key_arn=key_arn,
+        )
 
     def setup(self, create_key: bool = False) -> SetupResult:
         """Create the table if missing and, with create_key, the KMS key behind the alias."""

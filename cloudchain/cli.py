@@ -49,10 +49,12 @@ ACTIONS = (
     "export",
     "exec",
     "import",
+    "reencrypt",
+    "policy",
     "setup",
 )
 _NEEDS_USER = ("save", "read", "delete", "history", "rollback")
-_NEEDS_SERVICE = (*_NEEDS_USER, "export", "exec", "import")
+_NEEDS_SERVICE = (*_NEEDS_USER, "export", "exec", "import", "policy")
 # Options that only make sense with some actions.
 _OPTION_ACTIONS = {
     "no_newline": ("read",),
@@ -65,6 +67,9 @@ _OPTION_ACTIONS = {
     "prefix": ("export", "exec"),
     "pristine": ("exec",),
     "dry_run": ("import",),
+    "binary": ("save",),
+    "account": ("policy",),
+    "key_arn": ("policy",),
 }
 
 
@@ -112,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="save a JSON object {user: secret} or a dotenv file ('-': stdin) into -e",
     )
+    act.add_argument(
+        "--reencrypt",
+        action="store_true",
+        help="re-encrypt every secret (or -e's), every retained version, under the key alias",
+    )
+    act.add_argument(
+        "--policy",
+        choices=("read", "write"),
+        help="print an IAM policy that reads (or writes) only -e's secrets",
+    )
     act.add_argument("--setup", action="store_true", help="create the table if missing")
 
     opt = parser.add_argument_group("options")
@@ -134,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--pristine", action="store_true", help="--exec: start from an empty env")
     opt.add_argument("--dry-run", action="store_true", help="--import: show, write nothing")
     opt.add_argument("--create-key", action="store_true", help="--setup: also create the key")
+    opt.add_argument(
+        "--binary", action="store_true", help="--save: store stdin's bytes exactly, as binary"
+    )
+    opt.add_argument("--account", help="--policy: the AWS account id (no STS call)")
+    opt.add_argument("--key-arn", help="--policy: the KMS key ARN (no KMS call)")
     opt.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
 
     cfg = parser.add_argument_group("configuration (flag > environment > file > default)")
@@ -198,6 +218,8 @@ def _check_usage(
             parser.error(f"{flag} goes with {' or '.join('--' + a for a in actions)}")
     if action == "import" and args.format == "env":
         parser.error("--import reads json or dotenv")
+    if args.binary and isinstance(args.save, str) and args.save != "-":
+        parser.error("--binary reads the secret from stdin: use --save - --binary")
     return action
 
 

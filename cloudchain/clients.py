@@ -39,7 +39,21 @@ class Clients:
         c = self._config
         if service_name == "dynamodb":
             return c.endpoint_url
-        return kms_endpoint_for(c.endpoint_url, c.kms_endpoint_url)
+        if service_name == "kms":
+            return kms_endpoint_for(c.endpoint_url, c.kms_endpoint_url)
+        # STS: only a local emulator's endpoint, which serves every service.
+        return kms_endpoint_for(c.endpoint_url, None)
+
+    @property
+    def region(self) -> str:
+        """The region the clients use: configured, else the AWS chain's, else us-east-1."""
+        if self._config.region_name:
+            return self._config.region_name
+        if self._session is not None:
+            return self._session.region_name or DEFAULT_REGION
+        with self._lock:
+            region = self._botocore_session().get_config_variable("region")
+        return str(region or DEFAULT_REGION)
 
     def _build(self, service_name: str) -> Any:
         from botocore.config import Config as BotoConfig

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from .chain import CloudChain
-from .cli import CONFIG_FLAGS, EXIT_OK, FROM_STDIN_OR_PROMPT, PROG
-from .envfile import check_prefix, env_names, parse_import, render
-from .errors import CloudChainError, ValidationError
+from .cli import CONFIG_FLAGS, EXIT_ERROR, EXIT_OK, FROM_STDIN_OR_PROMPT, PROG
+from .envfile import check_prefix, env_names, parse_import, render, text_for_environment
+from .errors import ValidationError
 
 # --exec --pristine keeps only these inherited variables.
 PRISTINE_KEEP = ("PATH", "HOME", "USER", "LANG", "TERM", "TZ")
@@ -25,10 +25,10 @@ def info(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
 
 
-def write_stdout(text: str) -> None:
-    """Write text to stdout as UTF-8 bytes, exactly, whatever the locale's encoding."""
+def write_stdout(data: str | bytes) -> None:
+    """Write text as UTF-8, or bytes as they are, to stdout, whatever the locale's encoding."""
     sys.stdout.flush()
-    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.buffer.write(data.encode("utf-8") if isinstance(data, str) else data)
     sys.stdout.buffer.flush()
 
 
@@ -49,8 +49,15 @@ def _stdin_text(what: str) -> str:
         raise ValidationError(f"{what} on standard input is not UTF-8 text") from None
 
 
-def read_secret(value: object) -> str:
-    """Return the secret to save from the flag value, stdin or a no-echo prompt."""
+def read_secret(value: object, binary: bool = False) -> str | bytes:
+    """Return the secret to save from the flag value, stdin or a no-echo prompt.
+
+    With binary, stdin's bytes are the secret exactly: nothing is stripped or decoded.
+    """
+    if binary:
+        if sys.stdin is None:
+            raise ValidationError("no standard input to read the secret from")
+        return sys.stdin.buffer.read()
     if isinstance(value, str) and value != "-":
         info(
             "warning: a secret given on the command line is visible to other users "
@@ -93,7 +100,10 @@ def _save(chain: CloudChain, args: argparse.Namespace) -> int:
 
 def _read(chain: CloudChain, args: argparse.Namespace) -> int:
     value = chain.read(args.service, args.user, version=args.secret_version)
-    write_stdout(value if args.no_newline else value + "\n")
+    if isinstance(value, bytes):
+        write_stdout(value)  # a binary secret comes out exactly, with nothing added
+    else:
+        write_stdout(value if args.no_newline else value + "\n")
     return EXIT_OK
 
 
@@ -126,10 +136,11 @@ def _rollback(chain: CloudChain, args: argparse.Namespace) -> int:
 def _list(chain: CloudChain, args: argparse.Namespace) -> int:
     entries = list(chain.list(args.service))
     if args.json:
-        rows = [{"service": e.service, "user": e.user} for e in entries]
+        rows = [{"service": e.service, "user": e.user, "legacy": e.legacy} for e in entries]
         write_stdout(json.dumps(rows, ensure_ascii=False) + "\n")
     else:
-        write_stdout("".join(f"{e.service}\t{e.user}\n" for e in entries))
+        mark = {True: "\tlegacy", False: ""}
+        write_stdout("".join(f"{e.service}\t{e.user}{mark[e.legacy]}\n" for e in entries))
     return EXIT_OK
 
 
@@ -165,14 +176,11 @@ def _exec(chain: CloudChain, args: argparse.Namespace) -> int:
         env = {key: os.environ[key] for key in PRISTINE_KEEP if key in os.environ}
     else:
         env = dict(os.environ)
-    for user, name in sorted(names.items(), key=lambda pair: pair[1]):
-        if "\0" in secrets[user]:
-            raise CloudChainError(
-                f"{name} holds a NUL character, which no environment variable can"
-            )
+    additions = {name: text_for_environment(name, secrets[user]) for user, name in names.items()}
+    for name in sorted(additions):
         if name in env:
             info(f"warning: {name} from service {args.service} overrides an inherited variable")
-        env[name] = secrets[user]
+    env.update(additions)
     command = args.command
     sys.stdout.flush()
     sys.stderr.flush()
@@ -207,6 +215,29 @@ def _import(chain: CloudChain, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reencrypt(chain: CloudChain, args: argparse.Namespace) -> int:
+    on_terminal = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if on_terminal:
+            print(f"\r{PROG}: re-encrypting {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    result = chain.reencrypt(args.service, progress=progress)
+    if on_terminal:
+        print(file=sys.stderr)
+    for row in result.failed:
+        info(f"error: could not re-encrypt {row}; --read --debug on it shows why")
+    failed = len(result.failed)
+    info(f"re-encrypted {result.reencrypted}, already current {result.current}, failed {failed}")
+    return EXIT_OK if not failed else EXIT_ERROR
+
+
+def _policy(chain: CloudChain, args: argparse.Namespace) -> int:
+    document = chain.policy(args.service, args.policy, account=args.account, key_arn=args.key_arn)
+    write_stdout(json.dumps(document, indent=2) + "\n")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[CloudChain, argparse.Namespace], int]] = {
     "save": _save,
     "read": _read,
@@ -217,6 +248,8 @@ COMMANDS: dict[str, Callable[[CloudChain, argparse.Namespace], int]] = {
     "export": _export,
     "exec": _exec,
     "import": _import,
+    "reencrypt": _reencrypt,
+    "policy": _policy,
     "setup": _setup,
 }
 
@@ -225,7 +258,7 @@ def run(action: str, args: argparse.Namespace) -> int:
     """Run one action with the parsed arguments and return the exit code."""
     # Read the secret before building anything, so bad input never reaches AWS.
     if action == "save":
-        args.save = read_secret(args.save)
+        args.save = read_secret(args.save, args.binary)
     overrides = {field: getattr(args, flag) for flag, field in CONFIG_FLAGS.items()}
     chain = CloudChain.from_config(args.config, **overrides)
     return COMMANDS[action](chain, args)

@@ -14,6 +14,8 @@ dotenv is written so that both python-dotenv's `dotenv_values()` and POSIX `sh -
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Mapping
@@ -75,14 +77,35 @@ def _dotenv_value(name: str, value: str) -> str:
     return f'"{escaped}"'
 
 
-def render(fmt: str, secrets: Mapping[str, str], names: Mapping[str, str]) -> str:
-    """Render secrets (user -> value) in fmt; names maps users to variable names."""
+def text_for_environment(name: str, value: str | bytes) -> str:
+    """Return value for an environment variable, refusing what none can hold."""
+    if isinstance(value, bytes):
+        raise CloudChainError(
+            f"{name} is a binary secret, which cannot go in an environment variable; "
+            "use --format json"
+        )
+    _check_env_value(name, value)
+    return value
+
+
+def _json_value(value: str | bytes) -> str | dict[str, str]:
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode("ascii")}
+    return value
+
+
+def render(fmt: str, secrets: Mapping[str, str | bytes], names: Mapping[str, str]) -> str:
+    """Render secrets (user -> value) in fmt; names maps users to variable names.
+
+    In json a binary secret is {"base64": "..."}; dotenv and env refuse it, naming it.
+    """
     if fmt == "json":
-        return json.dumps(dict(secrets), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+        data = {user: _json_value(value) for user, value in secrets.items()}
+        return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     lines = []
     for user in sorted(secrets, key=lambda u: names[u]):
-        name, value = names[user], secrets[user]
-        _check_env_value(name, value)
+        name = names[user]
+        value = text_for_environment(name, secrets[user])
         if fmt == "dotenv":
             lines.append(f"{name}={_dotenv_value(name, value)}\n")
         else:
@@ -147,12 +170,15 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return values
 
 
-def parse_import(text: str, fmt: str | None = None) -> dict[str, str]:
-    """Parse an import file: a JSON object {user: secret} or dotenv, detected unless given."""
+def parse_import(text: str, fmt: str | None = None) -> dict[str, str | bytes]:
+    """Parse an import file: a JSON object {user: secret} or dotenv, detected unless given.
+
+    In JSON, {"base64": "..."} stands for a binary secret, as --export writes it.
+    """
     if fmt is None:
         fmt = "json" if text.lstrip().startswith("{") else "dotenv"
     if fmt == "dotenv":
-        return parse_dotenv(text)
+        return dict(parse_dotenv(text))
     if fmt != "json":
         raise ValidationError(f"cannot import the {fmt} format; use json or dotenv")
     try:
@@ -163,7 +189,15 @@ def parse_import(text: str, fmt: str | None = None) -> dict[str, str]:
         ) from None
     if not isinstance(data, dict):
         raise ValidationError("the import file must hold a JSON object of {user: secret}")
+    entries: dict[str, str | bytes] = {}
     for user, value in data.items():
-        if not isinstance(value, str):
-            raise ValidationError(f"import entry {user!r} is not a string")
-    return data
+        if isinstance(value, dict) and set(value) == {"base64"}:
+            try:
+                entries[user] = base64.b64decode(value["base64"], validate=True)
+            except (binascii.Error, TypeError):
+                raise ValidationError(f"import entry {user!r} is not valid base64") from None
+        elif isinstance(value, str):
+            entries[user] = value
+        else:
+            raise ValidationError(f'import entry {user!r} is not a string or {{"base64": ...}}')
+    return entries

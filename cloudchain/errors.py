@@ -124,13 +124,20 @@ _CREDENTIAL_ERRORS = (
 )
 
 
+def aws_error_code(err: BaseException) -> str | None:
+    """Return the AWS error code of a botocore ClientError, or None for anything else."""
+    response = getattr(err, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        return str(response["Error"].get("Code", "Unknown"))
+    return None
+
+
 def translate(
     err: BaseException, doing: str, endpoint: str | None = None
 ) -> CloudChainError | None:
     """Return the CloudChainError for a botocore error, or None when it is not one of ours."""
-    response = getattr(err, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        code = str(response["Error"].get("Code", "Unknown"))
+    code = aws_error_code(err)
+    if code is not None:
         cls, reason = ERROR_CODES.get(code, (CloudChainError, "AWS refused the request"))
         return cls(f"{doing}: {reason} ({code})")
     mro_names = {klass.__name__ for klass in type(err).__mro__}

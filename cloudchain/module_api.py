@@ -38,13 +38,13 @@ def default_chain() -> CloudChain:
         return _default[1]
 
 
-def savecreds(service: str, user: str, secret: str) -> None:
+def savecreds(service: str, user: str, secret: str | bytes) -> None:
     """Save a secret for service/user with the default CloudChain."""
     default_chain().save(service, user, secret)
 
 
-def readcreds(service: str, user: str) -> str:
-    """Return the secret of service/user from the default CloudChain."""
+def readcreds(service: str, user: str) -> str | bytes:
+    """Return the secret of service/user from the default CloudChain (bytes if saved so)."""
     return default_chain().read(service, user)
 
 

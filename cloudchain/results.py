@@ -11,6 +11,9 @@ class Entry:
 
     service: str
     user: str
+    # The row records no encryption context yet (written by cloudchain 0.x, the bare
+    # reference recipe, or before versions); `cchain --reencrypt` upgrades it.
+    legacy: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,3 +55,12 @@ class ImportResult:
     def unchanged(self) -> int:
         """How many users already held the same value, so no version was made."""
         return self._count("unchanged")
+
+
+@dataclass(frozen=True)
+class ReencryptResult:
+    """What a re-encryption did, counted in rows; failed names the rows that failed."""
+
+    reencrypted: int
+    current: int
+    failed: tuple[str, ...]

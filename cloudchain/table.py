@@ -8,8 +8,13 @@ AWS CLI recovery recipe keeps working; older retained versions sit in a History 
     Secret    S   base64 CiphertextBlob of the current version
     Version   N   current version (absent on items written before versions: read as 1)
     SavedAt   S   ISO 8601 UTC time of the current save
-    Context   S   comma-separated encryption-context keys of Secret (absent: Service,Username)
-    History   L   older versions, newest first: maps of Version, SavedAt, Secret, Context
+    Context   S   comma-separated encryption-context keys of Secret (absent: not recorded,
+                  a legacy row: the reference context, 0.x's {"string": "string"}, or none)
+    Scheme    S   "direct" or "envelope-v1" (absent: direct); an envelope Secret is type B
+    Binary    BOOL  true when the secret was saved as bytes (absent: text)
+    KeyId     S   ARN of the KMS key that encrypted Secret (absent: not recorded)
+    Digest    S   SHA-256 of the Secret bytes, hex (absent: not recorded)
+    History   L   older versions, newest first: maps of the per-version attributes above
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ SECRET = "Secret"
 VERSION = "Version"
 SAVED_AT = "SavedAt"
 CONTEXT = "Context"
+SCHEME = "Scheme"
+BINARY = "Binary"
+KEY_ID = "KeyId"
+DIGEST = "Digest"
 HISTORY = "History"
-
-# The encryption-context keys of a ciphertext written before cloudchain recorded any.
-UNRECORDED_CONTEXT = ("Service", "Username")
 # DynamoDB's item size limit, less room for what the estimate below cannot see.
 ITEM_SIZE_LIMIT = 400 * 1024 - 2048
 
@@ -47,7 +53,11 @@ class StoredVersion:
     version: int
     ciphertext: bytes
     saved_at: str | None
-    context_keys: tuple[str, ...]
+    context_keys: tuple[str, ...] | None  # None: not recorded (a legacy row)
+    scheme: str = "direct"
+    binary: bool = False
+    key_arn: str | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,12 @@ def _key(service: str, user: str) -> dict[str, Any]:
 
 
 def _decode_version(attrs: dict[str, Any], default_version: int, where: str) -> StoredVersion:
+    secret = attrs.get(SECRET, {})
     try:
-        ciphertext = base64.b64decode(attrs[SECRET]["S"], validate=True)
+        if "B" in secret:
+            ciphertext = bytes(secret["B"])
+        else:
+            ciphertext = base64.b64decode(secret["S"], validate=True)
         version = int(attrs[VERSION]["N"]) if VERSION in attrs else default_version
     except (KeyError, ValueError, binascii.Error):
         raise IntegrityError(f"{where}: the Secret or Version attribute is malformed") from None
@@ -88,7 +102,11 @@ def _decode_version(attrs: dict[str, Any], default_version: int, where: str) -> 
         version=version,
         ciphertext=ciphertext,
         saved_at=attrs.get(SAVED_AT, {}).get("S"),
-        context_keys=tuple(context.split(",")) if context else UNRECORDED_CONTEXT,
+        context_keys=tuple(context.split(",")) if context else None,
+        scheme=attrs.get(SCHEME, {}).get("S", "direct"),
+        binary=bool(attrs.get(BINARY, {}).get("BOOL", False)),
+        key_arn=attrs.get(KEY_ID, {}).get("S"),
+        digest=attrs.get(DIGEST, {}).get("S"),
     )
 
 
@@ -110,23 +128,39 @@ def _decode(item: dict[str, Any], table: str) -> StoredItem:
 
 
 def _encode_version(version: StoredVersion) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        SECRET: {"S": base64.b64encode(version.ciphertext).decode("ascii")},
-        VERSION: {"N": str(version.version)},
-        CONTEXT: {"S": ",".join(version.context_keys)},
+    # Direct ciphertexts keep the reference format (base64 in an S attribute); envelope blobs
+    # are stored raw (B) so that base64 does not cost a third of the 400 KB item.
+    secret: dict[str, Any]
+    if version.scheme == "direct":
+        secret = {"S": base64.b64encode(version.ciphertext).decode("ascii")}
+    else:
+        secret = {"B": version.ciphertext}
+    attrs: dict[str, Any] = {SECRET: secret, VERSION: {"N": str(version.version)}}
+    optional = {
+        CONTEXT: {"S": ",".join(version.context_keys)} if version.context_keys else None,
+        SAVED_AT: {"S": version.saved_at} if version.saved_at else None,
+        SCHEME: {"S": version.scheme} if version.scheme != "direct" else None,
+        BINARY: {"BOOL": True} if version.binary else None,
+        KEY_ID: {"S": version.key_arn} if version.key_arn else None,
+        DIGEST: {"S": version.digest} if version.digest else None,
     }
-    if version.saved_at is not None:
-        attrs[SAVED_AT] = {"S": version.saved_at}
+    attrs.update({name: value for name, value in optional.items() if value is not None})
     return attrs
 
 
 def item_size(value: Any) -> int:
     """Estimate, from above, DynamoDB's size of an item or attribute value in wire format."""
-    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in "SNLM":
+    if (
+        isinstance(value, dict)
+        and len(value) == 1
+        and next(iter(value)) in ("S", "N", "B", "BOOL", "L", "M")
+    ):
         kind, inner = next(iter(value.items()))
         if kind == "S":
             return len(inner.encode("utf-8"))
-        if kind == "N":
+        if kind == "B":
+            return len(inner)
+        if kind in ("N", "BOOL"):
             return 21
         if kind == "L":
             return 3 + sum(1 + item_size(element) for element in inner)
@@ -202,11 +236,25 @@ def query_items(client: Any, table: str, service: str) -> Iterator[StoredItem]:
             yield _decode(item, table)
 
 
-def iter_keys(client: Any, table: str, service: str | None = None) -> Iterator[tuple[str, str]]:
-    """Yield (service, user) for every row, or for one service's rows, without reading secrets."""
+def scan_items(client: Any, table: str) -> Iterator[StoredItem]:
+    """Yield every row of the table, read consistently: a paginated Scan."""
+    pages = client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
+    for page in pages:
+        for item in page.get("Items", []):
+            yield _decode(item, table)
+
+
+def iter_keys(
+    client: Any, table: str, service: str | None = None
+) -> Iterator[tuple[str, str, bool]]:
+    """Yield (service, user, legacy) for every row, or one service's, without reading secrets.
+
+    legacy: the current version records no encryption context (written before cloudchain
+    recorded one); `cchain --reencrypt` upgrades such rows.
+    """
     projection = {
-        "ProjectionExpression": "#s, #u",
-        "ExpressionAttributeNames": {"#s": SERVICE, "#u": USERNAME},
+        "ProjectionExpression": "#s, #u, #c",
+        "ExpressionAttributeNames": {"#s": SERVICE, "#u": USERNAME, "#c": CONTEXT},
     }
     if service is None:
         pages = client.get_paginator("scan").paginate(TableName=table, **projection)
@@ -219,7 +267,7 @@ def iter_keys(client: Any, table: str, service: str | None = None) -> Iterator[t
         )
     for page in pages:
         for item in page.get("Items", []):
-            yield item[SERVICE]["S"], item[USERNAME]["S"]
+            yield item[SERVICE]["S"], item[USERNAME]["S"], CONTEXT not in item
 
 
 def create_table(client: Any, table: str) -> bool:

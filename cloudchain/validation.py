@@ -7,8 +7,9 @@ from .errors import ValidationError
 # DynamoDB's limits on a partition key and a sort key value, in UTF-8 bytes.
 MAX_SERVICE_BYTES = 2048
 MAX_USER_BYTES = 1024
-# KMS Encrypt's plaintext limit.
-MAX_SECRET_BYTES = 4096
+# The largest secret: envelope-encrypted, it must still fit, as raw bytes with its encrypted
+# data key, nonce and tag, in one 400 KB DynamoDB item (the current version alone).
+MAX_SECRET_BYTES = 384 * 1024
 
 
 def _utf8(value: str, what: str) -> bytes:
@@ -38,20 +39,27 @@ def check_row(service: object, user: object) -> tuple[str, str]:
     )
 
 
-def secret_bytes(secret: object, service: str, user: str) -> bytes:
-    """Return the secret as UTF-8 bytes after checking its type and size; never echo its value."""
-    if not isinstance(secret, str):
+def secret_bytes(secret: object, service: str, user: str) -> tuple[bytes, bool]:
+    """Return (the secret as bytes, whether it is binary) after checking its type and size.
+
+    A str is stored as UTF-8 text; bytes are stored as they are and read back as bytes.
+    Never echo the value.
+    """
+    if isinstance(secret, str):
+        data, binary = _utf8(secret, f"secret for {service}/{user}"), False
+    elif isinstance(secret, (bytes, bytearray, memoryview)):
+        data, binary = bytes(secret), True
+    else:
         raise ValidationError(
-            f"the secret for {service}/{user} must be a str, not {type(secret).__name__}"
+            f"the secret for {service}/{user} must be str or bytes, not {type(secret).__name__}"
         )
-    if not secret:
+    if not data:
         raise ValidationError(f"the secret for {service}/{user} must not be empty")
-    data = _utf8(secret, f"secret for {service}/{user}")
     if len(data) > MAX_SECRET_BYTES:
         raise ValidationError(
             f"the secret for {service}/{user} is {len(data)} bytes; the limit is {MAX_SECRET_BYTES}"
         )
-    return data
+    return data, binary
 
 
 def check_whole(value: object, what: str, minimum: int = 1) -> int:

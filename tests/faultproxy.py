@@ -2,7 +2,8 @@
 
 Test utility only. Each request's AWS operation is read from its X-Amz-Target header
 (`TrentService.Decrypt`, `DynamoDB_20120810.GetItem`), counted, and handed to a policy that
-returns what to do with it: "forward", "throttle", "drop" or "hang".
+returns what to do with it: "forward", "throttle", "disabled" (KMS's answer for a disabled
+key, which moto does not enforce), "drop" or "hang".
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-Policy = Callable[[str, int], str]  # (operation, its 1-based count so far) -> action
+# (operation, its 1-based count so far, request body) -> action
+Policy = Callable[[str, int, bytes], str]
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
-def forward_all(operation: str, count: int) -> str:
+def forward_all(operation: str, count: int, body: bytes) -> str:
     return "forward"
 
 
@@ -46,7 +48,7 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.counts[operation] += 1
                     proxy.bodies.append((operation, body))
-                    action = proxy.policy(operation, proxy.counts[operation])
+                    action = proxy.policy(operation, proxy.counts[operation], body)
                 if action == "drop":
                     self.close_connection = True
                     self.connection.close()
@@ -55,6 +57,8 @@ class FaultProxy:
                     self.close_connection = True
                 elif action == "throttle":
                     self._reply(400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+                elif action == "disabled":
+                    self._reply(400, {"__type": "DisabledException", "message": "key disabled"})
                 else:
                     self._forward(body)
 

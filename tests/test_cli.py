@@ -138,8 +138,8 @@ def test_list_plain_and_json(cli: None, capsys: pytest.CaptureFixture[str]) -> N
     assert capsys.readouterr().out == "billing\ta\nbilling\tz\nweb\tb\n"
     assert main(["--list", "-e", "billing", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [
-        {"service": "billing", "user": "a"},
-        {"service": "billing", "user": "z"},
+        {"service": "billing", "user": "a", "legacy": False},
+        {"service": "billing", "user": "z", "legacy": False},
     ]
     assert main(["-l", "-e", "none", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
@@ -190,7 +190,7 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     [
         ["-u", "", "-e", "billing", "--read"],
         ["-u", "alice", "-e", "", "--save", "x"],
-        [*ROW, "--save", "x" * 4097],
+        [*ROW, "--save", "x" * (384 * 1024 + 1)],
     ],
 )
 def test_invalid_input_exits_2_before_any_aws_call(

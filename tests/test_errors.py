@@ -103,8 +103,10 @@ def test_unknown_profile_is_a_config_error() -> None:
         (lambda c: c.save("s" * 2049, "alice", "x"), "2049 bytes"),
         (lambda c: c.save("billing", "é" * 513, "x"), "1026 bytes"),
         (lambda c: c.save("billing", "alice", ""), "must not be empty"),
-        (lambda c: c.save("billing", "alice", "x" * 4097), "4097 bytes; the limit is 4096"),
-        (lambda c: c.save("billing", "alice", b"bytes"), "must be a str"),
+        (lambda c: c.save("billing", "alice", "x" * 393217), "393217 bytes; the limit is 393216"),
+        (lambda c: c.save("billing", "alice", b"\0" * 393217), "the limit is 393216"),
+        (lambda c: c.save("billing", "alice", 12345), "must be str or bytes, not int"),
+        (lambda c: c.save("billing", "alice", b""), "must not be empty"),
         (lambda c: c.save("billing", "alice", "\ud800"), "not valid Unicode"),
         (lambda c: c.read("", "alice"), "service must not be empty"),
         (lambda c: c.delete("billing", ""), "user must not be empty"),
@@ -125,7 +127,7 @@ def test_secret_of_exactly_4096_bytes_is_accepted(aws: None) -> None:
 
 
 def test_messages_never_contain_the_secret(aws: None) -> None:
-    secret = "TOP-SECRET-VALUE-" + "x" * 4090
+    secret = "TOP-SECRET-VALUE-" + "x" * 393216
     chain = CloudChain(keyalias="alias/k")
     with pytest.raises(cloudchain.ValidationError) as info:
         chain.save("billing", "alice", secret)

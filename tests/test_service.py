@@ -95,7 +95,7 @@ def test_dry_run_needs_no_key_alias(chain: CloudChain) -> None:
         ({"empty": ""}, "svc/empty must not be empty"),
         ({"u" * 1025: "x"}, "user is 1025 bytes"),
         ({"": "x"}, "user must not be empty"),
-        ({"big": "x" * 4097}, "svc/big is 4097 bytes"),
+        ({"big": "x" * 393217}, "svc/big is 393217 bytes"),
     ],
 )
 def test_one_invalid_entry_writes_nothing(

@@ -177,7 +177,7 @@ def test_pre_versions_item_reads_as_version_1_and_upgrades(
     assert chain.read("billing", "alice") == "upgraded"
     assert chain.read("billing", "alice", version=1) == "from-reference-cloudchain"
     old = _item(dynamodb)["History"]["L"][0]["M"]
-    assert old["Context"] == {"S": "Service,Username"}
+    assert "Context" not in old  # still unrecorded: a legacy version, until --reencrypt
 
 
 def test_pre_versions_item_changed_under_a_save_is_not_overwritten(

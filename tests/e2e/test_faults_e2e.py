@@ -59,7 +59,7 @@ def test_stopped_emulator_fails_the_next_command_cleanly_with_defaults(
 
 def test_connection_dropped_in_the_middle_of_an_export(seeded: Emulator, tmp_path: Path) -> None:
     # The Query and the first 20 decrypts go through; then the network is gone.
-    def policy(operation: str, count: int) -> str:
+    def policy(operation: str, count: int, body: bytes) -> str:
         return "drop" if operation == "Decrypt" and count > 20 else "forward"
 
     folder = tmp_path / "out"
@@ -87,7 +87,7 @@ def test_thirty_percent_kms_throttling_still_exports_imports_and_saves(seeded: E
     decisions = _throttle_kms(0.3)
     lock = threading.Lock()
 
-    def policy(operation: str, count: int) -> str:
+    def policy(operation: str, count: int, body: bytes) -> str:
         if operation not in ("Decrypt", "Encrypt"):
             return "forward"
         with lock:
@@ -121,7 +121,7 @@ def test_thirty_percent_kms_throttling_still_exports_imports_and_saves(seeded: E
 def test_a_proxy_that_never_answers_fails_within_the_configured_timeouts(
     seeded: Emulator,
 ) -> None:
-    with FaultProxy(_port(seeded), lambda operation, count: "hang") as proxy:
+    with FaultProxy(_port(seeded), lambda operation, count, body: "hang") as proxy:
         started = time.monotonic()
         result = _through(seeded, proxy).run(
             "-u", "k001", "-e", "app", "--read",
