@@ -84,7 +84,7 @@ def _flip(dynamodb: Any, position: int, fix_digest: bool) -> None:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(position=st.integers(0, 10**6), large=st.booleans())
 def test_flipping_any_stored_byte_is_an_integrity_error(
@@ -97,7 +97,7 @@ def test_flipping_any_stored_byte_is_an_integrity_error(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(offset=st.integers(0, 10**6))
 def test_envelope_layer_catches_a_flip_even_with_a_forged_digest(

@@ -195,6 +195,7 @@ def test_replayed_old_version_is_refused(chain: CloudChain, dynamodb: Any) -> No
     chain.save("billing", "alice", "new-password")
     item = _item(dynamodb)
     item["Secret"] = item["History"]["L"][0]["M"]["Secret"]
+    item["Digest"] = item["History"]["L"][0]["M"]["Digest"]  # a careful attacker copies both
     dynamodb.put_item(TableName="safedb", Item=item)
     with pytest.raises(IntegrityError, match="billing/alice") as info:
         chain.read("billing", "alice")
@@ -206,6 +207,7 @@ def test_replay_with_the_binding_downgraded_is_refused(chain: CloudChain, dynamo
     chain.save("billing", "alice", "new-password")
     item = _item(dynamodb)
     item["Secret"] = item["History"]["L"][0]["M"]["Secret"]
+    item["Digest"] = item["History"]["L"][0]["M"]["Digest"]  # a careful attacker copies both
     item["Context"] = {"S": "Service,Username"}
     dynamodb.put_item(TableName="safedb", Item=item)
     with pytest.raises(IntegrityError):

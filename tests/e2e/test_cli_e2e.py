@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from pathlib import Path
 
@@ -45,10 +46,15 @@ def test_reference_save_and_read(emulator: Emulator) -> None:
     assert emulator.run(*ROW, "-r", "-n").out == "s3cr3t"
 
 
-@pytest.mark.parametrize("secret", NASTY)
-def test_nasty_secrets_round_trip_through_stdin(emulator: Emulator, secret: str) -> None:
-    assert emulator.run(*ROW, "--save", "-", stdin=secret + "\n").code == 0
-    assert emulator.run(*ROW, "--read").raw_out == (secret + "\n").encode()
+def test_nasty_secrets_round_trip_through_stdin(emulator: Emulator) -> None:
+    for user, secret in enumerate(NASTY):
+        assert (
+            emulator.run("-u", f"u{user}", "-e", "nasty", "--save", "-", stdin=secret + "\n").code
+            == 0
+        )
+    exported = json.loads(emulator.run("-e", "nasty", "--export").out)
+    assert exported == {f"u{user}": secret for user, secret in enumerate(NASTY)}
+    assert emulator.run("-u", "u0", "-e", "nasty", "--read").raw_out == (NASTY[0] + "\n").encode()
 
 
 def test_nasty_secret_round_trips_through_argv(emulator: Emulator) -> None:

@@ -29,12 +29,16 @@ def _through(emulator: Emulator, proxy: FaultProxy) -> Emulator:
     return Emulator(proxy.url, {**emulator.env, "CLOUDCHAIN_ENDPOINT_URL": proxy.url})
 
 
-@pytest.fixture
-def seeded(emulator: Emulator) -> Emulator:
+def _seed(emulator: Emulator, count: int) -> Emulator:
     CloudChain(endpoint_url=emulator.url, keyalias=KEY_ALIAS).import_secrets(
-        "app", {f"k{n:03d}": f"value-{n}" for n in range(100)}
+        "app", {f"k{n:03d}": f"value-{n}" for n in range(count)}
     )
     return emulator
+
+
+@pytest.fixture
+def seeded(emulator: Emulator) -> Emulator:
+    return _seed(emulator, 30)
 
 
 def test_stopped_emulator_fails_the_next_command_cleanly_with_defaults(
@@ -83,7 +87,8 @@ def _throttle_kms(fraction: float, seed: int = 7) -> Iterator[str]:
         yield "throttle" if rng.random() < fraction else "forward"
 
 
-def test_thirty_percent_kms_throttling_still_exports_imports_and_saves(seeded: Emulator) -> None:
+def test_thirty_percent_kms_throttling_still_exports_imports_and_saves(emulator: Emulator) -> None:
+    seeded = _seed(emulator, 100)
     decisions = _throttle_kms(0.3)
     lock = threading.Lock()
 
