@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar, Union
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 
 _DEFAULTS = Config()
 T = TypeVar("T")
+# Rounds of botocore's own attempts a still-throttled call gets (see CloudChain._aws).
+THROTTLE_ROUNDS = 3
+THROTTLE_BASE = 0.5
 # A secret value: text, or bytes for a secret saved as bytes.
 Secret = Union[str, bytes]
 
@@ -122,8 +126,27 @@ class CloudChain:
         return self._store.kms
 
     def _aws(self, doing: str, call: Callable[[], T]) -> T:
-        with aws_errors(f"{doing} table '{self.config.tablename}'", self.config.endpoint_url):
-            return call()
+        """Run call, translating AWS errors; give a still-throttled call more rounds.
+
+        botocore already retried each request max_attempts times. Throttling is AWS asking
+        for patience rather than a failure, and one throttled secret would fail a whole
+        export, so a call that is still throttled gets THROTTLE_ROUNDS rounds in all, with
+        full-jitter backoff. Every call here is safe to repeat: a throttled request did
+        nothing, and writes are conditional.
+        """
+        for attempt in range(THROTTLE_ROUNDS):
+            try:
+                with aws_errors(
+                    f"{doing} table '{self.config.tablename}'", self.config.endpoint_url
+                ):
+                    return call()
+            except ThrottledError:
+                if attempt == THROTTLE_ROUNDS - 1:
+                    raise
+                import random
+
+                time.sleep(random.uniform(0, THROTTLE_BASE * 2**attempt))
+        raise AssertionError("unreachable")
 
     def _require_key(self, service: str) -> str:
         if not self.config.keyalias:
@@ -240,12 +263,11 @@ class CloudChain:
         One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
         naming it and return nothing.
         """
-        from .parallel import parallel_map, retrying
+        from .parallel import parallel_map
 
         service = check_name(service, "service", MAX_SERVICE_BYTES)
         items = self._service_items(service)
-        decrypt = retrying(self._current_plaintext, on=ThrottledError)
-        plaintexts = parallel_map(decrypt, items, self.config.max_workers)
+        plaintexts = parallel_map(self._current_plaintext, items, self.config.max_workers)
         return {
             i.user: self._value(service, i.user, p, i.current.binary)
             for i, p in zip(items, plaintexts)
@@ -259,7 +281,7 @@ class CloudChain:
         Every entry is checked before the first write: one bad entry writes nothing. An
         entry equal to the current value is left alone, so it gets no new version.
         """
-        from .parallel import parallel_map, retrying
+        from .parallel import parallel_map
 
         service = check_name(service, "service", MAX_SERVICE_BYTES)
         entries = {
@@ -269,8 +291,7 @@ class CloudChain:
         plaintexts = {user: data for user, (data, _) in entries.items()}
         key = None if dry_run else self._require_key(service)
         items = [i for i in self._service_items(service) if i.user in plaintexts]
-        decrypt = retrying(self._current_plaintext, on=ThrottledError)
-        current = parallel_map(decrypt, items, self.config.max_workers)
+        current = parallel_map(self._current_plaintext, items, self.config.max_workers)
         existing = {item.user: value for item, value in zip(items, current)}
         actions = {
             user: "create" if user not in existing
@@ -292,7 +313,7 @@ class CloudChain:
                     self._forget(service, user)
 
             writes = [user for user, action in actions.items() if action != "unchanged"]
-            parallel_map(retrying(write, on=ThrottledError), writes, self.config.max_workers)
+            parallel_map(write, writes, self.config.max_workers)
         return ImportResult(actions=actions)
 
     def _service_items(self, service: str) -> builtins.list[StoredItem]:

@@ -62,7 +62,9 @@ class Clients:
         boto_config = BotoConfig(
             connect_timeout=c.connect_timeout,
             read_timeout=c.read_timeout,
-            retries={"mode": c.retry_mode, "max_attempts": c.max_attempts},
+            # total_max_attempts counts the first try, as AWS_MAX_ATTEMPTS does; botocore's
+            # "max_attempts" would count retries only, one call more than configured.
+            retries={"mode": c.retry_mode, "total_max_attempts": c.max_attempts},
             # One pooled connection per worker thread, so parallel calls never queue for one.
             max_pool_connections=max(10, c.max_workers),
         )

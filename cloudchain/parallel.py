@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, TypeVar
@@ -31,26 +29,3 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list
                 future.cancel()
             raise failed.exception()  # type: ignore[misc]
         return [future.result() for future in futures]
-
-
-def retrying(
-    fn: Callable[[T], R], on: type[BaseException], rounds: int = 3, base: float = 0.5
-) -> Callable[[T], R]:
-    """Wrap fn so that an error of type `on` is retried, up to `rounds` calls in all.
-
-    For whole-service operations: botocore already retried each call, but one call still
-    failing after that would fail the whole export, so a throttled secret gets more rounds,
-    with full-jitter backoff, before it is given up.
-    """
-
-    def call(item: T) -> R:
-        for attempt in range(rounds):
-            try:
-                return fn(item)
-            except on:
-                if attempt == rounds - 1:
-                    raise
-                time.sleep(random.uniform(0, base * 2**attempt))
-        raise AssertionError("unreachable")
-
-    return call

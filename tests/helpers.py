@@ -6,6 +6,22 @@ from typing import Any
 
 KEY_ALIAS = "alias/test"
 
+# Values that break naive quoting, by name: every export format must carry them exactly.
+NASTY_VALUES = {
+    "single-quote": "it's",
+    "double-quote": 'say "hi"',
+    "dollar": "pa$$word $HOME ${HOME} $(id)",
+    "backslash": "C:\\new\\table\\",
+    "newline": "line one\nline two\n",
+    "hash": "value # not a comment",
+    "spaces": "  padded  ",
+    "unicode": "pässwörd ✓ 密码 🔐",
+    "backtick": "`id` and $(id)",
+    "quotes-and-dollars": 'it\'s "$HOME" \\n ${X:-y}',
+    "equals": "a=b=c",
+    "crlf": "dos\r\nline",
+}
+
 
 class CallCounter:
     """Counts the AWS operations a botocore client makes, by registering on its event system."""

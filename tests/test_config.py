@@ -193,3 +193,21 @@ def test_from_config_applies_file_then_keyword_overrides(rc: Path) -> None:
 def test_aws_credentials_in_the_file_are_ignored(rc: Path) -> None:
     rc.write_text(SECTIONED + "aws_secret_access_key = nope\n")
     assert load_config() == FROM_FILE
+
+
+def test_aws_retry_variables_are_honoured_after_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (load_config().max_attempts, load_config().retry_mode) == (5, "standard")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    config = load_config()
+    assert (config.max_attempts, config.retry_mode) == (2, "adaptive")
+    retries = CloudChain.from_settings(config)._kms.meta.config.retries
+    assert (retries["total_max_attempts"], retries["mode"]) == (2, "adaptive")
+    monkeypatch.setenv("CLOUDCHAIN_MAX_ATTEMPTS", "7")
+    assert load_config().max_attempts == 7
+    assert load_config({"max_attempts": 3}).max_attempts == 3
+
+
+def test_timeouts_reach_the_botocore_clients() -> None:
+    config = CloudChain(connect_timeout=1.5, read_timeout=4)._dynamodb.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (1.5, 4)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
-from helpers import KEY_ALIAS
+from helpers import KEY_ALIAS, NASTY_VALUES
 from support import Emulator
 
 from cloudchain import CloudChain
@@ -19,18 +19,7 @@ from cloudchain.envfile import env_name
 
 pytestmark = pytest.mark.e2e
 
-NASTY = {
-    "single-quote": "it's",
-    "double-quote": 'say "hi"',
-    "dollar": "pa$$word $HOME ${HOME} $(id)",
-    "backslash": "C:\\new\\table\\",
-    "newline": "line one\nline two\n",
-    "hash": "value # not a comment",
-    "spaces": "  padded  ",
-    "unicode": "pässwörd ✓ 密码 🔐",
-    "backtick": "`id` and $(id)",
-    "quotes-and-dollars": 'it\'s "$HOME" \\n ${X:-y}',
-}
+NASTY = NASTY_VALUES
 EXPECTED_ENV = {env_name(user): value for user, value in NASTY.items()}
 PRINT_ENV = "import json, os, sys; print(json.dumps({k: os.environ.get(k) for k in sys.argv[1:]}))"
 
