@@ -200,7 +200,8 @@ def _import(chain: CloudChain, args: argparse.Namespace) -> int:
         text = _stdin_text("the import file")
     else:
         try:
-            text = Path(args.import_file).read_text(encoding="utf-8")
+            # Bytes, then decode: text mode would turn a "\r\n" inside a quoted value into "\n".
+            text = Path(args.import_file).read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise ValidationError(f"cannot read {args.import_file}: {err}") from None
     mapping = parse_import(text, args.format)

@@ -9,7 +9,8 @@ dotenv is written so that both python-dotenv's `dotenv_values()` and POSIX `sh -
   (and python-dotenv has no other way to write a literal `${`);
 - a value that needs double quotes and also holds a backtick cannot be written for both
   (sh runs backticks inside double quotes; python-dotenv keeps the escaping backslash) and is
-  refused, naming its variable.
+  refused, naming its variable; so is a carriage return, which python-dotenv's file reading
+  turns into a newline.
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def _single_quoted_for_sh(value: str) -> str:
 
 
 def _dotenv_value(name: str, value: str) -> str:
+    if "\r" in value:
+        # python-dotenv reads a file with universal newlines: a raw CR becomes "\n", and sh
+        # has no escape for it inside quotes.
+        raise CloudChainError(
+            f"{name} holds a carriage return, which dotenv readers turn into a newline; "
+            "use --format env or json"
+        )
     if "'" not in value and "\\" not in value and "${" not in value:
         return f"'{value}'"
     if "`" in value:

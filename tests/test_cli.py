@@ -278,3 +278,10 @@ def test_every_flag_is_documented_in_the_readme() -> None:
     for action in build_parser()._actions:
         for flag in action.option_strings:
             assert re.search(rf"[`/ ]{re.escape(flag)}(?![\w-])", readme), flag
+
+
+def test_import_keeps_a_raw_crlf_inside_a_quoted_dotenv_value(cli: None, tmp_path: Path) -> None:
+    path = tmp_path / "in.env"
+    path.write_bytes(b'A="dos\r\nline"\r\nB=plain\r\n')
+    assert main(["-e", "svc", "--import", str(path)]) == 0
+    assert CloudChain().export("svc") == {"A": "dos\r\nline", "B": "plain"}

@@ -63,7 +63,7 @@ def test_json_is_sorted_raw_usernames() -> None:
 
 
 def test_dotenv_reads_back_exactly_with_python_dotenv_and_our_parser() -> None:
-    secrets = dict(NASTY)
+    secrets = {k: v for k, v in NASTY.items() if "\r" not in v}
     text = render("dotenv", secrets, _names(secrets))
     expected = {env_name(user): value for user, value in secrets.items()}
     assert dict(dotenv_values(stream=io.StringIO(text))) == expected
@@ -76,9 +76,13 @@ def test_backtick_alone_is_single_quoted_in_dotenv() -> None:
     assert text == "BACKTICK='`id` and $(id)'\n"
 
 
-def test_dotenv_refuses_what_sh_and_dotenv_cannot_both_read() -> None:
-    secrets = {"mixed": "it's `id`"}
-    with pytest.raises(CloudChainError, match="MIXED cannot be written as dotenv"):
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("it's `id`", "MIXED cannot be written as dotenv"), ("dos\r\nline", "carriage return")],
+)
+def test_dotenv_refuses_what_sh_and_dotenv_cannot_both_read(value: str, message: str) -> None:
+    secrets = {"mixed": value}
+    with pytest.raises(CloudChainError, match=message):
         render("dotenv", secrets, _names(secrets))
 
 
@@ -98,7 +102,7 @@ def test_any_dotenv_value_we_write_reads_back_in_python_dotenv(value: str) -> No
     try:
         text = render("dotenv", {"u": value}, {"u": "U"})
     except CloudChainError:
-        assert "`" in value
+        assert "`" in value or "\r" in value
         return
     assert dotenv_values(stream=io.StringIO(text)) == {"U": value}
     assert parse_dotenv(text) == {"U": value}
