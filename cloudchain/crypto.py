@@ -29,7 +29,6 @@ DIRECT_LIMIT = 4096
 # The encryption-context keys every new ciphertext is bound with: its row and its version, so a
 # ciphertext can be neither moved to another row nor replayed as another version of its own.
 VERSIONED_CONTEXT = ("Service", "Username", "Version")
-ROW_CONTEXT = ("Service", "Username")
 
 
 def legacy_contexts(service: str, user: str) -> list[tuple[str, dict[str, str]]]:

@@ -237,14 +237,6 @@ def query_items(client: Any, table: str, service: str) -> Iterator[StoredItem]:
             yield _decode(item, table)
 
 
-def scan_items(client: Any, table: str) -> Iterator[StoredItem]:
-    """Yield every row of the table, read consistently: a paginated Scan."""
-    pages = client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
-    for page in pages:
-        for item in page.get("Items", []):
-            yield _decode(item, table)
-
-
 def iter_keys(
     client: Any, table: str, service: str | None = None
 ) -> Iterator[tuple[str, str, bool]]:
