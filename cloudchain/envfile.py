@@ -25,6 +25,8 @@ from .errors import CloudChainError, ValidationError
 
 FORMATS = ("json", "dotenv", "env")
 LITERAL_DOLLAR = "${CCHAIN_LITERAL_DOLLAR:-$}"
+# Expands to nothing in sh and python-dotenv; see _dotenv_value.
+NOTHING = "${CCHAIN_NOTHING:-}"
 _NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -82,6 +84,10 @@ def _dotenv_value(name: str, value: str) -> str:
             "(a backtick with a quote, backslash or '${'); use --format env or json"
         )
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", LITERAL_DOLLAR)
+    if value.endswith("\\"):
+        # python-dotenv before 1.2.2 reads the escaped backslash before the closing quote as
+        # an escaped quote, and runs on into the next lines; an empty expansion separates them.
+        escaped += NOTHING
     return f'"{escaped}"'
 
 
