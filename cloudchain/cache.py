@@ -27,7 +27,7 @@ JITTER = 0.1
 @dataclass
 class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    value: Value | None = None
+    value: Value | None = field(default=None, repr=False)  # plaintext: never in a repr
     fetched_at: float = 0.0
     refresh_at: float = 0.0
 

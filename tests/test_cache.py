@@ -170,3 +170,10 @@ def test_cache_ttl_from_file_and_environment(
 def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         CloudChain(**kwargs)  # type: ignore[arg-type]
+
+
+def test_no_repr_shows_a_cached_value() -> None:
+    cache = SecretCache(ttl=60)
+    cache.get("k", lambda: "plaintext-in-cache")
+    assert "plaintext-in-cache" not in repr(cache)
+    assert "plaintext-in-cache" not in repr(cache._entries)
