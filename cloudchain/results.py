@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
+
+# A secret value: text, or bytes for a secret saved as bytes.
+Secret = Union[str, bytes]
 
 
 @dataclass(frozen=True)
