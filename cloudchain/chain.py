@@ -20,7 +20,6 @@ from .config import DEFAULT_TABLE, RETRY_MODES, Config, load_config
 from .errors import (
     CloudChainConfigError,
     IntegrityError,
-    SecretNotFoundError,
     ThrottledError,
     aws_errors,
 )
@@ -240,16 +239,11 @@ class CloudChain(ServiceOperations):
         """Delete the secret of service/user with every version."""
         service, user = check_row(service, user)
         try:
-            existed = self._aws(
-                f"cannot delete {service}/{user} from",
-                lambda: self._store.delete(service, user),
+            self._aws(
+                f"cannot delete {service}/{user} from", lambda: self._store.delete(service, user)
             )
         finally:
             self._forget(service, user)
-        if not existed:
-            raise SecretNotFoundError(
-                f"no secret for {service}/{user} in table '{self.config.tablename}'"
-            )
 
     # -- table ---------------------------------------------------------------------------------
 

@@ -47,13 +47,18 @@ class Clients:
     @property
     def region(self) -> str:
         """The region the clients use: configured, else the AWS chain's, else us-east-1."""
+        with self._lock:
+            return self._region()
+
+    def _region(self) -> str:
+        # Called with the lock held (building a botocore session is not thread-safe).
         if self._config.region_name:
             return self._config.region_name
         if self._session is not None:
-            return self._session.region_name or DEFAULT_REGION
-        with self._lock:
-            region = self._botocore_session().get_config_variable("region")
-        return str(region or DEFAULT_REGION)
+            chain_region = self._session.region_name
+        else:
+            chain_region = self._botocore_session().get_config_variable("region")
+        return str(chain_region or DEFAULT_REGION)
 
     def _build(self, service_name: str) -> Any:
         from botocore.config import Config as BotoConfig
@@ -69,13 +74,12 @@ class Clients:
             max_pool_connections=max(10, c.max_workers),
         )
         if self._session is not None:  # an injected boto3.Session
-            make, region = self._session.client, self._session.region_name
+            make = self._session.client
         else:
-            session = self._botocore_session()
-            make, region = session.create_client, session.get_config_variable("region")
+            make = self._botocore_session().create_client
         return make(
             service_name,
-            region_name=c.region_name or region or DEFAULT_REGION,
+            region_name=self._region(),
             endpoint_url=self.endpoint_for(service_name),
             config=boto_config,
         )

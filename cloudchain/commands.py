@@ -40,13 +40,21 @@ def _strip_one_newline(data: bytes) -> bytes:
     return data
 
 
-def _stdin_text(what: str) -> str:
+def _stdin_bytes(what: str) -> bytes:
     if sys.stdin is None:
         raise ValidationError(f"no standard input to read {what} from")
+    return sys.stdin.buffer.read()
+
+
+def _utf8_text(data: bytes, what: str) -> str:
     try:
-        return sys.stdin.buffer.read().decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError(f"{what} on standard input is not UTF-8 text") from None
+
+
+def _stdin_text(what: str) -> str:
+    return _utf8_text(_stdin_bytes(what), what)
 
 
 def read_secret(value: object, binary: bool = False) -> str | bytes:
@@ -55,9 +63,7 @@ def read_secret(value: object, binary: bool = False) -> str | bytes:
     With binary, stdin's bytes are the secret exactly: nothing is stripped or decoded.
     """
     if binary:
-        if sys.stdin is None:
-            raise ValidationError("no standard input to read the secret from")
-        return sys.stdin.buffer.read()
+        return _stdin_bytes("the secret")
     if isinstance(value, str) and value != "-":
         info(
             "warning: a secret given on the command line is visible to other users "
@@ -71,8 +77,7 @@ def read_secret(value: object, binary: bool = False) -> str | bytes:
         if getpass.getpass("Repeat secret: ") != first:
             raise ValidationError("the two secrets entered do not match; nothing was saved")
         return first
-    text = _stdin_text("the secret")
-    return _strip_one_newline(text.encode("utf-8")).decode("utf-8")
+    return _utf8_text(_strip_one_newline(_stdin_bytes("the secret")), "the secret")
 
 
 def write_private_file(path: str, text: str) -> None:

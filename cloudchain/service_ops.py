@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CloudChainError
 from .results import ImportResult, ReencryptResult, Secret
-from .validation import MAX_SERVICE_BYTES, check_choice, check_name, check_row, secret_bytes
+from .validation import check_choice, check_row, check_service, secret_bytes
 
 if TYPE_CHECKING:
     from .clients import Clients
@@ -49,7 +49,7 @@ class ServiceOperations:
         """
         from .parallel import parallel_map
 
-        service = check_name(service, "service", MAX_SERVICE_BYTES)
+        service = check_service(service)
         items = self._service_items(service)
         plaintexts = parallel_map(self._current_plaintext, items, self.config.max_workers)
         return {
@@ -67,7 +67,7 @@ class ServiceOperations:
         """
         from .parallel import parallel_map
 
-        service = check_name(service, "service", MAX_SERVICE_BYTES)
+        service = check_service(service)
         entries = {
             check_row(service, user)[1]: secret_bytes(value, service, user)
             for user, value in mapping.items()
@@ -127,7 +127,7 @@ class ServiceOperations:
         from .parallel import parallel_map
 
         if service is not None:
-            service = check_name(service, "service", MAX_SERVICE_BYTES)
+            service = check_service(service)
         alias = self._require_key(service or "the table")
         key_arn = self._aws(f"cannot resolve key {alias} for", lambda: self._store.key_arn(alias))
         rows = self._aws("cannot list the rows of", lambda: self._store.all_keys(service))
@@ -166,7 +166,7 @@ class ServiceOperations:
         """
         from .policy import ACCESS, build_policy
 
-        service = check_name(service, "service", MAX_SERVICE_BYTES)
+        service = check_service(service)
         access = check_choice(access, "access", ACCESS)
         if key_arn is None:
             alias = self._require_key(service)

@@ -59,8 +59,11 @@ class SecretStore:
         """Return the row of service/user, or raise SecretNotFoundError."""
         item = table.get_item(self.dynamodb, self.tablename, service, user)
         if item is None:
-            raise SecretNotFoundError(f"no secret for {service}/{user} in table '{self.tablename}'")
+            raise self._not_found(service, user)
         return item
+
+    def _not_found(self, service: str, user: str) -> SecretNotFoundError:
+        return SecretNotFoundError(f"no secret for {service}/{user} in table '{self.tablename}'")
 
     def decrypt(self, service: str, user: str, stored: table.StoredVersion) -> bytes:
         """Decrypt one stored version with the encryption context it records (or, for a
@@ -224,9 +227,10 @@ class SecretStore:
             table.query_items(self.dynamodb, self.tablename, service), key=lambda i: i.user
         )
 
-    def delete(self, service: str, user: str) -> bool:
-        """Delete a row with every version; return whether it existed."""
-        return table.delete_item(self.dynamodb, self.tablename, service, user)
+    def delete(self, service: str, user: str) -> None:
+        """Delete a row with every version, or raise SecretNotFoundError."""
+        if not table.delete_item(self.dynamodb, self.tablename, service, user):
+            raise self._not_found(service, user)
 
     def keys(self, service: str | None) -> list[tuple[str, str, bool]]:
         """Return sorted (service, user, legacy), of one service or of the whole table."""

@@ -31,12 +31,14 @@ def check_name(value: object, what: str, limit: int) -> str:
     return value
 
 
+def check_service(service: object) -> str:
+    """Return a service name after checking it."""
+    return check_name(service, "service", MAX_SERVICE_BYTES)
+
+
 def check_row(service: object, user: object) -> tuple[str, str]:
     """Return (service, user) after checking both."""
-    return (
-        check_name(service, "service", MAX_SERVICE_BYTES),
-        check_name(user, "user", MAX_USER_BYTES),
-    )
+    return check_service(service), check_name(user, "user", MAX_USER_BYTES)
 
 
 def secret_bytes(secret: object, service: str, user: str) -> tuple[bytes, bool]:
