@@ -1,33 +1,37 @@
 """The CloudChain class: the public API over one table and key.
 
-It checks input before any AWS call, translates AWS errors (errors.aws_errors) and keeps the
-optional cache. Storage is store.SecretStore; operations over a whole service or table come
-from service_ops.ServiceOperations.
+It checks input before any AWS call, translates AWS errors (calls.AwsCalls) and keeps the
+optional cache. Storage is store.SecretStore; operations over a whole service or table are
+service_ops.ServiceOperations, which CloudChain composes and exposes.
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from .cache import SecretCache
+from .calls import AwsCalls
 from .clients import Clients
 from .config import DEFAULT_TABLE, RETRY_MODES, Config, load_config
-from .errors import (
-    CloudChainConfigError,
-    IntegrityError,
-    ThrottledError,
-    aws_errors,
+from .errors import CloudChainConfigError
+from .results import (
+    Entry,
+    ImportResult,
+    ReencryptResult,
+    Secret,
+    SetupResult,
+    VersionInfo,
+    secret_value,
 )
-from .results import Entry, Secret, SetupResult, VersionInfo
 from .service_ops import ServiceOperations
 from .store import SecretStore
 from .validation import (
     check_choice,
+    check_new_row,
     check_row,
     check_seconds,
     check_version,
@@ -40,13 +44,9 @@ if TYPE_CHECKING:
 
 
 _DEFAULTS = Config()
-T = TypeVar("T")
-# Rounds of botocore's own attempts a still-throttled call gets (see CloudChain._aws).
-THROTTLE_ROUNDS = 3
-THROTTLE_BASE = 0.5
 
 
-class CloudChain(ServiceOperations):
+class CloudChain:
     """A handle on one secrets table and its KMS key; safe to share between threads."""
 
     def __init__(
@@ -66,6 +66,8 @@ class CloudChain(ServiceOperations):
         max_workers: int = _DEFAULTS.max_workers,
         cache_ttl: float = _DEFAULTS.cache_ttl,
         stale_if_error: float = _DEFAULTS.stale_if_error,
+        cache_max_entries: int = _DEFAULTS.cache_max_entries,
+        allow_legacy: bool = _DEFAULTS.allow_legacy,
         session: boto3.Session | None = None,
     ) -> None:
         self.config = Config(
@@ -83,11 +85,28 @@ class CloudChain(ServiceOperations):
             max_workers=check_whole(max_workers, "max_workers"),
             cache_ttl=check_seconds(cache_ttl, "cache_ttl", zero_ok=True),
             stale_if_error=check_seconds(stale_if_error, "stale_if_error", zero_ok=True),
+            cache_max_entries=check_whole(cache_max_entries, "cache_max_entries"),
+            allow_legacy=bool(allow_legacy),
         )
-        self._clients = Clients(self.config, session)
-        self._store = SecretStore(self._clients, self.config.tablename, self.config.history_size)
         c = self.config
-        self._cache = SecretCache(c.cache_ttl, c.stale_if_error) if c.cache_ttl > 0 else None
+        self._clients = Clients(c, session)
+        self._store = SecretStore(
+            self._clients,
+            c.tablename,
+            history_size=c.history_size,
+            allow_legacy=c.allow_legacy,
+            # A write that keeps losing races retries for as long as a reply may take.
+            conflict_deadline=c.read_timeout,
+        )
+        self._aws = AwsCalls(c.tablename, c.endpoint_url)
+        self._cache = (
+            SecretCache(c.cache_ttl, c.stale_if_error, max_entries=c.cache_max_entries)
+            if c.cache_ttl > 0
+            else None
+        )
+        self._service = ServiceOperations(
+            c, self._store, self._aws, self._clients, self._require_key, self._forget
+        )
 
     @classmethod
     def from_config(
@@ -120,29 +139,6 @@ class CloudChain(ServiceOperations):
     def _kms(self) -> Any:
         return self._store.kms
 
-    def _aws(self, doing: str, call: Callable[[], T]) -> T:
-        """Run call, translating AWS errors; give a still-throttled call more rounds.
-
-        botocore already retried each request max_attempts times. Throttling is AWS asking
-        for patience rather than a failure, and one throttled secret would fail a whole
-        export, so a call that is still throttled gets THROTTLE_ROUNDS rounds in all, with
-        full-jitter backoff. Every call here is safe to repeat: a throttled request did
-        nothing, and writes are conditional.
-        """
-        for attempt in range(THROTTLE_ROUNDS):
-            try:
-                with aws_errors(
-                    f"{doing} table '{self.config.tablename}'", self.config.endpoint_url
-                ):
-                    return call()
-            except ThrottledError:
-                if attempt == THROTTLE_ROUNDS - 1:
-                    raise
-                import random
-
-                time.sleep(random.uniform(0, THROTTLE_BASE * 2**attempt))
-        raise AssertionError("unreachable")
-
     def _require_key(self, service: str) -> str:
         if not self.config.keyalias:
             raise CloudChainConfigError(
@@ -152,43 +148,48 @@ class CloudChain(ServiceOperations):
             )
         return self.config.keyalias
 
-    def _value(self, service: str, user: str, plaintext: bytes, binary: bool) -> Secret:
-        if binary:
-            return plaintext
-        try:
-            return plaintext.decode("utf-8")
-        except UnicodeDecodeError:
-            raise IntegrityError(
-                f"the secret of {service}/{user} in table '{self.config.tablename}' "
-                "is not UTF-8 text"
-            ) from None
-
     def _forget(self, service: str, user: str) -> None:
-        # Every cached version of the row: a save changes "latest", a delete removes all.
         if self._cache is not None:
-            row = (self.config.tablename, service, user)
-            self._cache.invalidate(lambda key: key[:3] == row)  # type: ignore[index]
+            self._cache.forget_row(self.config.tablename, service, user)
 
     # -- one secret ----------------------------------------------------------------------------
 
     def save(
-        self, service: str, user: str, secret: Secret, *, expect_version: int | None = None
+        self,
+        service: str,
+        user: str,
+        secret: Secret,
+        *,
+        expect_version: int | None = None,
+        history_size: int | None = None,
     ) -> int:
         """Save secret as a new version of service/user and return its version number.
 
         With expect_version, save only if the current version is that number (0: only if the
         secret does not exist yet); otherwise raise VersionConflictError and write nothing.
         A str is stored as text and bytes as bytes, and each reads back as what it was.
+        history_size changes how many versions this secret keeps from now on; without it,
+        the secret keeps what it recorded (a new one: the configured history_size).
         """
-        service, user = check_row(service, user)
+        service, user = check_new_row(service, user)
         plaintext, binary = secret_bytes(secret, service, user)
         if expect_version is not None:
             check_version(expect_version, minimum=0)
+        if history_size is not None:
+            check_whole(history_size, "history_size")
         key = self._require_key(service)
         try:
             return self._aws(
                 f"cannot save {service}/{user} with key {key} in",
-                lambda: self._store.save(service, user, plaintext, key, expect_version, binary),
+                lambda: self._store.save(
+                    service,
+                    user,
+                    plaintext,
+                    key,
+                    expect_version=expect_version,
+                    binary=binary,
+                    history_size=history_size,
+                ),
             )
         finally:
             self._forget(service, user)
@@ -199,13 +200,13 @@ class CloudChain(ServiceOperations):
         service, user = check_row(service, user)
         if version is not None:
             check_version(version)
+        where = f"{service}/{user}" + (f" version {version}" if version else "")
 
         def fetch() -> Secret:
             plaintext, binary = self._aws(
-                f"cannot read {service}/{user} from",
-                lambda: self._store.plaintext(service, user, version),
+                f"cannot read {where} from", lambda: self._store.plaintext(service, user, version)
             )
-            return self._value(service, user, plaintext, binary)
+            return secret_value(plaintext, binary, f"{where} in table '{self.config.tablename}'")
 
         if self._cache is None:
             return fetch()
@@ -228,7 +229,7 @@ class CloudChain(ServiceOperations):
 
         def roll() -> int:
             plaintext, binary = self._store.plaintext(service, user, version)
-            return self._store.save(service, user, plaintext, key, None, binary)
+            return self._store.save(service, user, plaintext, key, binary=binary)
 
         try:
             return self._aws(f"cannot roll back {service}/{user} to version {version} in", roll)
@@ -245,13 +246,56 @@ class CloudChain(ServiceOperations):
         finally:
             self._forget(service, user)
 
-    # -- table ---------------------------------------------------------------------------------
+    # -- many secrets --------------------------------------------------------------------------
 
     def list(self, service: str | None = None) -> Iterator[Entry]:
         """Yield every stored secret's name, or one service's, sorted; never reads values."""
         where = f" of service {service}" if service else ""
-        keys = self._aws(f"cannot list secrets{where} in", lambda: self._store.keys(service))
-        return (Entry(service=s, user=u, legacy=legacy) for s, u, legacy in keys)
+        rows = self._aws(f"cannot list secrets{where} in", lambda: self._store.summaries(service))
+        return (Entry(service=r.service, user=r.user, legacy=r.legacy) for r in rows)
+
+    def export(self, service: str) -> dict[str, Secret]:
+        """Return every current secret of service, keyed by user, sorted.
+
+        One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
+        naming it and return nothing.
+        """
+        return self._service.export(service)
+
+    def import_secrets(
+        self,
+        service: str,
+        mapping: Mapping[str, Secret],
+        dry_run: bool = False,
+        *,
+        progress: Callable[[str, str], None] | None = None,
+    ) -> ImportResult:
+        """Save each {user: secret} whose value differs from the current one, in parallel.
+
+        Every entry is checked before the first write: one bad entry writes nothing. An
+        entry equal to the current value is left alone, so it gets no new version.
+        progress(user, outcome) is called as each entry is settled. If a write fails, the
+        writes not yet started are cancelled and IncompleteImportError says which landed.
+        """
+        return self._service.import_secrets(service, mapping, dry_run, progress=progress)
+
+    def reencrypt(
+        self,
+        service: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ReencryptResult:
+        """Re-encrypt every retained version of every secret (or service's) under the
+        configured key alias, and bind every version to its row, version and type.
+
+        A row that fails is counted and named, and the others go on.
+        """
+        return self._service.reencrypt(service, progress)
+
+    def policy(
+        self, service: str, access: str, *, account: str | None = None, key_arn: str | None = None
+    ) -> dict[str, Any]:
+        """Return an IAM policy letting a role read (or read and write) only service's secrets."""
+        return self._service.policy(service, access, account=account, key_arn=key_arn)
 
     def setup(self, create_key: bool = False) -> SetupResult:
         """Create the table if missing and, with create_key, the KMS key behind the alias."""

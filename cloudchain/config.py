@@ -48,6 +48,17 @@ def _seconds(raw: str) -> float:
     return value
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
+             "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
+def _boolean(raw: str) -> bool:
+    value = _BOOLEANS.get(raw.lower())
+    if value is None:
+        raise ValueError(f"{raw!r} is not one of true, false, yes, no, on, off, 1, 0")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
@@ -100,6 +111,10 @@ SETTINGS: dict[str, Setting] = {
         "CLOUDCHAIN_CACHE_STALE_IF_ERROR", "cache", "stale_if_error", _seconds, top_level=False
     ),
     "max_workers": Setting("CLOUDCHAIN_MAX_WORKERS", "aws", "max_workers", _positive_int),
+    "cache_max_entries": Setting(
+        "CLOUDCHAIN_CACHE_MAX_ENTRIES", "cache", "max_entries", _positive_int, top_level=False
+    ),
+    "allow_legacy": Setting("CLOUDCHAIN_ALLOW_LEGACY", "cloudchain", "allow_legacy", _boolean),
 }
 
 
@@ -126,6 +141,10 @@ class Config:
     cache_ttl: float = 0.0
     # How long past its TTL a cached value may still be served while AWS is failing.
     stale_if_error: float = 0.0
+    # The most entries (values and misses) the cache holds; the least recently used go first.
+    cache_max_entries: int = 1024
+    # Whether reference rows (no binding to their row and version) may be read at all.
+    allow_legacy: bool = True
 
 
 _DEFAULTS = Config()

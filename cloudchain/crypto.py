@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import IntegrityError
@@ -29,6 +30,14 @@ DIRECT_LIMIT = 4096
 # The encryption-context keys every new ciphertext is bound with: its row and its version, so a
 # ciphertext can be neither moved to another row nor replayed as another version of its own.
 VERSIONED_CONTEXT = ("Service", "Username", "Version")
+# A binary secret's context also says so: whether a read returns bytes or text is then bound
+# into the ciphertext, not left to the editable Binary attribute.
+BINARY_CONTEXT = (*VERSIONED_CONTEXT, "Binary")
+
+
+def context_keys_for(binary: bool) -> tuple[str, ...]:
+    """Return the context keys a new version is bound with."""
+    return BINARY_CONTEXT if binary else VERSIONED_CONTEXT
 
 
 def legacy_contexts(service: str, user: str) -> list[tuple[str, dict[str, str]]]:
@@ -46,7 +55,7 @@ def legacy_contexts(service: str, user: str) -> list[tuple[str, dict[str, str]]]
 
 def context_for(keys: tuple[str, ...], service: str, user: str, version: int) -> dict[str, str]:
     """Return the encryption context with the given keys for one version of a row."""
-    values = {"Service": service, "Username": user, "Version": str(version)}
+    values = {"Service": service, "Username": user, "Version": str(version), "Binary": "true"}
     unknown = [key for key in keys if key not in values]
     if unknown:
         raise IntegrityError(
@@ -95,23 +104,35 @@ def split_envelope(blob: bytes) -> tuple[bytes, bytes, bytes]:
     return wrapped, rest[:12], rest[12:]
 
 
-def decrypt(kms: Any, scheme: str, blob: bytes, context: dict[str, str]) -> bytes:
-    """Decrypt a blob of either scheme that must have been bound to context."""
+def decrypt(kms: Any, scheme: str, blob: bytes, context: dict[str, str]) -> tuple[bytes, str]:
+    """Decrypt a blob of either scheme that must have been bound to context; return the
+    plaintext and the ARN of the KMS key that decrypted it."""
     # No KeyId: the blob names its key, so reads keep working after the alias moves on.
     if scheme == DIRECT:
         response = kms.decrypt(CiphertextBlob=blob, EncryptionContext=context)
-        return bytes(response["Plaintext"])
+        return bytes(response["Plaintext"]), str(response["KeyId"])
     if scheme != ENVELOPE:
         raise IntegrityError(f"unknown encryption scheme {scheme!r}")
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     wrapped, nonce, sealed = split_envelope(blob)
-    data_key = kms.decrypt(CiphertextBlob=wrapped, EncryptionContext=context)["Plaintext"]
+    response = kms.decrypt(CiphertextBlob=wrapped, EncryptionContext=context)
     try:
-        return AESGCM(data_key).decrypt(nonce, sealed, _aad(context))
+        return AESGCM(response["Plaintext"]).decrypt(nonce, sealed, _aad(context)), str(
+            response["KeyId"]
+        )
     except InvalidTag:
         raise IntegrityError("the envelope ciphertext fails its AES-GCM check") from None
+
+
+@dataclass(frozen=True)
+class Reencrypted:
+    """A blob moved by reencrypt: the new blob, its key, and the key it was under before."""
+
+    blob: bytes = field(repr=False)
+    key_arn: str
+    source_key_arn: str
 
 
 def reencrypt(
@@ -121,12 +142,13 @@ def reencrypt(
     source: dict[str, str],
     key_id: str,
     destination: dict[str, str],
-) -> tuple[bytes, str]:
-    """Move a blob to key_id and the destination context inside KMS; return blob and key ARN.
+) -> Reencrypted:
+    """Move a blob to key_id and the destination context inside KMS.
 
     Direct blobs go through ReEncrypt, so the plaintext never leaves KMS. Envelope blobs have
     only their data key re-wrapped; the AES-GCM layer is bound to the context, so it is
-    re-sealed only when the context changes.
+    re-sealed only when the context changes. KMS reports the key the blob was under, which is
+    how a caller knows whether it had to move, whatever the item's KeyId attribute claims.
     """
     if scheme == DIRECT:
         response = kms.re_encrypt(
@@ -135,11 +157,14 @@ def reencrypt(
             DestinationKeyId=key_id,
             DestinationEncryptionContext=destination,
         )
-        return bytes(response["CiphertextBlob"]), str(response["KeyId"])
+        return Reencrypted(
+            bytes(response["CiphertextBlob"]), str(response["KeyId"]), str(response["SourceKeyId"])
+        )
     wrapped, nonce, sealed = split_envelope(blob)
     if source != destination:
-        plaintext = decrypt(kms, scheme, blob, source)
-        return encrypt(kms, key_id, plaintext, destination)
+        plaintext, source_key = decrypt(kms, scheme, blob, source)
+        new_blob, new_key = encrypt(kms, key_id, plaintext, destination)
+        return Reencrypted(new_blob, new_key, source_key)
     response = kms.re_encrypt(
         CiphertextBlob=wrapped,
         SourceEncryptionContext=source,
@@ -148,7 +173,7 @@ def reencrypt(
     )
     rewrapped = bytes(response["CiphertextBlob"])
     new_blob = ENVELOPE_MAGIC + struct.pack(">H", len(rewrapped)) + rewrapped + nonce + sealed
-    return new_blob, str(response["KeyId"])
+    return Reencrypted(new_blob, str(response["KeyId"]), str(response["SourceKeyId"]))
 
 
 def key_arn(kms: Any, key_id: str) -> str:

@@ -8,7 +8,8 @@
     ├── IntegrityError          the ciphertext does not decrypt for its row: altered, copied or replayed
     ├── EndpointError           the endpoint cannot be reached, or the service stayed unavailable
     │   └── ThrottledError      AWS kept throttling after every retry
-    └── VersionConflictError    check-and-set found a different current version
+    ├── VersionConflictError    check-and-set found a different current version
+    └── IncompleteImportError   an import stopped at a failure; says which entries landed
 
 No message ever contains a secret value: messages name the service, user, table and key instead.
 """
@@ -57,6 +58,17 @@ class VersionConflictError(CloudChainError):
     def __init__(self, message: str, *, current_version: int) -> None:
         super().__init__(message)
         self.current_version = current_version
+
+
+class IncompleteImportError(CloudChainError):
+    """An import stopped at a failed write; the entries not yet written were not started."""
+
+    def __init__(
+        self, message: str, *, written: tuple[str, ...], not_written: tuple[str, ...]
+    ) -> None:
+        super().__init__(message)
+        self.written = written
+        self.not_written = not_written
 
 
 # Every AWS error code we expect from DynamoDB, KMS and STS, with the error it becomes and why.

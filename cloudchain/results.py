@@ -5,8 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from .errors import IntegrityError
+
 # A secret value: text, or bytes for a secret saved as bytes.
 Secret = Union[str, bytes]
+
+
+def secret_value(plaintext: bytes, binary: bool, where: str) -> Secret:
+    """Return a decrypted secret as what it was saved as: bytes, or UTF-8 text."""
+    if binary:
+        return plaintext
+    try:
+        return plaintext.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IntegrityError(f"the secret of {where} is not UTF-8 text") from None
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,14 @@ class ImportResult:
     """What an import did, or with dry_run would do, per user: create, change or unchanged."""
 
     actions: dict[str, str]
+    # The users whose new version landed (all but the unchanged ones, unless it failed).
+    written: tuple[str, ...] = ()
+
+    @property
+    def not_written(self) -> tuple[str, ...]:
+        """The users that needed a new version and did not get one."""
+        done = set(self.written)
+        return tuple(u for u, a in self.actions.items() if a != "unchanged" and u not in done)
 
     def _count(self, action: str) -> int:
         return sum(1 for a in self.actions.values() if a == action)

@@ -1,137 +1,154 @@
 """Operations over a whole service or table: export, import, re-encryption and IAM policy.
 
-ServiceOperations is a mixin of CloudChain: it uses CloudChain's configuration, store, error
-translation and cache, and keeps chain.py to the operations on one secret.
+ServiceOperations is given what it needs (the configuration, the store, the AWS call wrapper,
+the clients, and two callbacks of CloudChain's: the key alias check and cache invalidation),
+so it reads on its own; CloudChain composes it and exposes its methods.
 """
 
 from __future__ import annotations
 
-import builtins
+import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from .errors import CloudChainError
-from .results import ImportResult, ReencryptResult, Secret
-from .validation import check_choice, check_row, check_service, secret_bytes
+from .calls import AwsCalls
+from .clients import Clients
+from .config import Config
+from .errors import CloudChainError, IncompleteImportError
+from .parallel import parallel_map
+from .results import ImportResult, ReencryptResult, Secret, secret_value
+from .store import SecretStore
+from .table import StoredItem
+from .validation import check_choice, check_new_row, check_service, secret_bytes
 
-if TYPE_CHECKING:
-    from .clients import Clients
-    from .config import Config
-    from .store import SecretStore
-    from .table import StoredItem
-
-T = TypeVar("T")
+# progress(user, event) of an import: first the plan of each entry ("create", "change" or
+# "unchanged"), then "written" as each new version lands.
+ImportProgress = Callable[[str, str], None]
 
 
 class ServiceOperations:
-    """Export, import, re-encryption and policy, for CloudChain."""
+    """Export, import, re-encryption and policy over one table."""
 
-    config: Config
-    _store: SecretStore
-    _clients: Clients
-
-    if TYPE_CHECKING:
-        # Provided by CloudChain.
-
-        def _aws(self, doing: str, call: Callable[[], T]) -> T: ...
-
-        def _require_key(self, service: str) -> str: ...
-
-        def _value(self, service: str, user: str, plaintext: bytes, binary: bool) -> Secret: ...
-
-        def _forget(self, service: str, user: str) -> None: ...
+    def __init__(
+        self,
+        config: Config,
+        store: SecretStore,
+        aws: AwsCalls,
+        clients: Clients,
+        require_key: Callable[[str], str],
+        forget: Callable[[str, str], None],
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._aws = aws
+        self._clients = clients
+        self._require_key = require_key
+        self._forget = forget
 
     def export(self, service: str) -> dict[str, Secret]:
-        """Return every current secret of service, keyed by user, sorted.
-
-        One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
-        naming it and return nothing.
-        """
-        from .parallel import parallel_map
-
+        """Return every current secret of service, keyed by user, sorted."""
         service = check_service(service)
         items = self._service_items(service)
-        plaintexts = parallel_map(self._current_plaintext, items, self.config.max_workers)
+        plaintexts = parallel_map(self._current_plaintext, items, self._config.max_workers)
+        table = self._config.tablename
         return {
-            i.user: self._value(service, i.user, p, i.current.binary)
-            for i, p in zip(items, plaintexts)
+            i.user: secret_value(p, binary, f"{service}/{i.user} in table '{table}'")
+            for i, (p, binary) in zip(items, plaintexts)
         }
 
     def import_secrets(
-        self, service: str, mapping: Mapping[str, Secret], dry_run: bool = False
+        self,
+        service: str,
+        mapping: Mapping[str, Secret],
+        dry_run: bool = False,
+        *,
+        progress: ImportProgress | None = None,
     ) -> ImportResult:
-        """Save each {user: secret} whose value differs from the current one, in parallel.
-
-        Every entry is checked before the first write: one bad entry writes nothing. An
-        entry equal to the current value is left alone, so it gets no new version.
-        """
-        from .parallel import parallel_map
-
+        """Save each {user: secret} whose value differs from the current one, in parallel."""
         service = check_service(service)
         entries = {
-            check_row(service, user)[1]: secret_bytes(value, service, user)
+            check_new_row(service, user)[1]: secret_bytes(value, service, user)
             for user, value in mapping.items()
         }
-        plaintexts = {user: data for user, (data, _) in entries.items()}
         key = None if dry_run else self._require_key(service)
-        items = [i for i in self._service_items(service) if i.user in plaintexts]
-        current = parallel_map(self._current_plaintext, items, self.config.max_workers)
-        existing = {item.user: value for item, value in zip(items, current)}
+        items = [i for i in self._service_items(service) if i.user in entries]
+        current = parallel_map(self._current_plaintext, items, self._config.max_workers)
+        existing = {item.user: plaintext for item, (plaintext, _) in zip(items, current)}
         actions = {
             user: "create" if user not in existing
-            else "unchanged" if existing[user] == plaintexts[user]
+            else "unchanged" if existing[user] == entries[user][0]
             else "change"
-            for user in sorted(plaintexts)
+            for user in sorted(entries)
         }  # fmt: skip
-        if key is not None:
+        report = progress or (lambda user, event: None)
+        for user, action in actions.items():
+            report(user, action)
+        if key is None:
+            return ImportResult(actions=actions)
+        writes = [user for user, action in actions.items() if action != "unchanged"]
+        written: list[str] = []
+        lock = threading.Lock()
 
-            def write(user: str) -> int:
-                try:
-                    return self._aws(
-                        f"cannot save {service}/{user} in",
-                        lambda: self._store.save(
-                            service, user, entries[user][0], key, None, entries[user][1]
-                        ),
-                    )
-                finally:
-                    self._forget(service, user)
+        def write(user: str) -> None:
+            data, binary = entries[user]
+            try:
+                self._aws(
+                    f"cannot save {service}/{user} in",
+                    lambda: self._store.save(service, user, data, key, binary=binary),
+                )
+            finally:
+                self._forget(service, user)
+            with lock:
+                written.append(user)
+            report(user, "written")
 
-            writes = [user for user, action in actions.items() if action != "unchanged"]
-            parallel_map(write, writes, self.config.max_workers)
-        return ImportResult(actions=actions)
+        try:
+            parallel_map(write, writes, self._config.max_workers)
+        except CloudChainError as err:
+            result = ImportResult(actions=actions, written=tuple(sorted(written)))
+            raise IncompleteImportError(
+                f"import into {service} stopped: {len(result.written)} of {len(writes)} new "
+                f"versions written, {len(result.not_written)} not written; {err}",
+                written=result.written,
+                not_written=result.not_written,
+            ) from err
+        return ImportResult(actions=actions, written=tuple(sorted(written)))
 
-    def _service_items(self, service: str) -> builtins.list[StoredItem]:
+    def _service_items(self, service: str) -> list[StoredItem]:
         return self._aws(
             f"cannot query service {service} in", lambda: self._store.service_items(service)
         )
 
-    def _current_plaintext(self, item: StoredItem) -> bytes:
+    def _current_plaintext(self, item: StoredItem) -> tuple[bytes, bool]:
         return self._aws(
-            f"cannot decrypt {item.service}/{item.user} in",
+            f"cannot decrypt {item.service}/{item.user} version {item.current.version} in",
             lambda: self._store.decrypt(item.service, item.user, item.current),
         )
 
     # -- the whole table -----------------------------------------------------------------------
 
     def reencrypt(
-        self, service: str | None = None, progress: Callable[[int, int], None] | None = None
+        self,
+        service: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        on_row: Callable[[str, str, str], None] | None = None,
     ) -> ReencryptResult:
-        """Re-encrypt every retained version of every secret (or service's) under the
-        configured key alias, and move legacy rows to the row-bound context.
+        """Re-encrypt every retained version of every row (or service's) under the key alias.
 
-        KMS ReEncrypt moves direct ciphertexts, and envelope data keys are re-wrapped, so no
-        plaintext leaves KMS. Each row is written with a condition, so a concurrent save is
-        never overwritten. Idempotent: rows already under the key count as current. A row
-        that fails is counted and named, and the others go on.
+        progress(done, total) follows the count; on_row(service, user, outcome) names each
+        row as it is settled: "reencrypted", "current" or "failed".
         """
-        from .parallel import parallel_map
-
         if service is not None:
             service = check_service(service)
         alias = self._require_key(service or "the table")
         key_arn = self._aws(f"cannot resolve key {alias} for", lambda: self._store.key_arn(alias))
-        rows = self._aws("cannot list the rows of", lambda: self._store.all_keys(service))
+        rows = self._aws(
+            "cannot list the rows of",
+            lambda: [(r.service, r.user) for r in self._store.summaries(service)],
+        )
         done = iter(range(1, len(rows) + 1))
+        lock = threading.Lock()
 
         def one(row: tuple[str, str]) -> str:
             outcome = "failed"
@@ -145,11 +162,15 @@ class ServiceOperations:
                 pass
             finally:
                 self._forget(*row)
-                if progress is not None:
-                    progress(next(done), len(rows))
+            with lock:
+                count = next(done)
+            if on_row is not None:
+                on_row(row[0], row[1], outcome)
+            if progress is not None:
+                progress(count, len(rows))
             return outcome
 
-        outcomes = parallel_map(one, rows, self.config.max_workers)
+        outcomes = parallel_map(one, rows, self._config.max_workers)
         return ReencryptResult(
             reencrypted=outcomes.count("reencrypted"),
             current=outcomes.count("current"),
@@ -184,6 +205,6 @@ class ServiceOperations:
             access,
             region=self._clients.region,
             account=account,
-            table=self.config.tablename,
+            table=self._config.tablename,
             key_arn=key_arn,
         )

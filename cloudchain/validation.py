@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .errors import ValidationError
 
 # DynamoDB's limits on a partition key and a sort key value, in UTF-8 bytes.
@@ -31,6 +33,32 @@ def check_name(value: object, what: str, limit: int) -> str:
     return value
 
 
+# Characters that can forge or hide output when a name is printed: C0 and C1 controls (newline,
+# tab, ESC...), line and paragraph separators, and the bidirectional overrides of "Trojan
+# Source". New names may not hold them; stored ones are escaped when printed (see shown()).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def check_printable(value: str, what: str) -> str:
+    """Return value after checking it holds no control or direction-changing character."""
+    bad = _UNPRINTABLE.search(value)
+    if bad:
+        raise ValidationError(
+            f"the {what} {shown(value)} holds the control character "
+            f"U+{ord(bad.group()):04X}; names must be printable"
+        )
+    return value
+
+
+def shown(name: str) -> str:
+    """Return a stored name safe to print on one line: if it holds control characters, they
+    become escapes such as \\n or \\x1b (and backslashes are doubled, so the escapes read
+    unambiguously); a printable name is returned as it is."""
+    if not _UNPRINTABLE.search(name):
+        return name
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], name.replace("\\", "\\\\"))
+
+
 def check_service(service: object) -> str:
     """Return a service name after checking it."""
     return check_name(service, "service", MAX_SERVICE_BYTES)
@@ -39,6 +67,12 @@ def check_service(service: object) -> str:
 def check_row(service: object, user: object) -> tuple[str, str]:
     """Return (service, user) after checking both."""
     return check_service(service), check_name(user, "user", MAX_USER_BYTES)
+
+
+def check_new_row(service: object, user: object) -> tuple[str, str]:
+    """Return (service, user) for a write that may create the row: printable names only."""
+    service, user = check_row(service, user)
+    return check_printable(service, "service"), check_printable(user, "user")
 
 
 def secret_bytes(secret: object, service: str, user: str) -> tuple[bytes, bool]:

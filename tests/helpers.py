@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from hypothesis import strategies as st
 
 KEY_ALIAS = "alias/test"
 
@@ -21,6 +24,15 @@ NASTY_VALUES = {
     "equals": "a=b=c",
     "crlf": "dos\r\nline",
 }
+
+
+# Names cloudchain accepts for new secrets: no control or direction-changing characters.
+PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]+")
+PRINTABLE_NAMES = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Cf")),
+    min_size=1,
+    max_size=40,
+)
 
 
 class CallCounter:

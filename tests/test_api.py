@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
-from helpers import KEY_ALIAS, CallCounter, create_reference_table
+from helpers import KEY_ALIAS, PRINTABLE, PRINTABLE_NAMES, CallCounter, create_reference_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +17,7 @@ from cloudchain import (
     Entry,
     IntegrityError,
     SecretNotFoundError,
+    ValidationError,
 )
 
 NASTY = [
@@ -42,10 +43,22 @@ def test_saved_secret_reads_back_exactly_as_str(chain: CloudChain, secret: str) 
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(secret=st.text(min_size=1, max_size=300), user=st.text(min_size=1, max_size=40))
+@given(secret=st.text(min_size=1, max_size=300), user=PRINTABLE_NAMES)
 def test_any_text_round_trips(chain: CloudChain, secret: str, user: str) -> None:
     chain.save("svc", user, secret)
     assert chain.read("svc", user) == secret
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(user=st.text(min_size=1, max_size=40).filter(lambda u: not PRINTABLE.fullmatch(u)))
+def test_a_new_name_with_a_control_character_is_refused(chain: CloudChain, user: str) -> None:
+    with pytest.raises(ValidationError, match="control character") as info:
+        chain.save("svc", user, "x")
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+    with pytest.raises(ValidationError, match="control character"):
+        chain.import_secrets("svc", {user: "x"})
 
 
 def test_save_overwrites_the_previous_value(chain: CloudChain) -> None:

@@ -177,3 +177,37 @@ def test_no_repr_shows_a_cached_value() -> None:
     cache.get("k", lambda: "plaintext-in-cache")
     assert "plaintext-in-cache" not in repr(cache)
     assert "plaintext-in-cache" not in repr(cache._entries)
+
+
+def test_lookups_of_missing_keys_leave_nothing_behind() -> None:
+    cache = SecretCache(ttl=60)
+
+    def missing() -> str:
+        raise SecretNotFoundError("no secret")
+
+    for n in range(3000):
+        with pytest.raises(SecretNotFoundError):
+            cache.get(n, missing)
+    assert len(cache) == 0
+
+
+def test_the_cache_is_bounded_least_recently_used_first() -> None:
+    cache = SecretCache(ttl=60, max_entries=100)
+    for n in range(100):
+        cache.get(n, lambda: "v")
+    cache.get(0, lambda: "refetched")  # used again: now the most recent
+    for n in range(100, 150):
+        cache.get(n, lambda: "v")
+    assert len(cache) == 100
+    assert cache.get(0, lambda: "refetched") == "v"  # kept
+    assert cache.get(1, lambda: "refetched") == "refetched"  # evicted
+
+
+def test_the_bound_is_configurable(chain: CloudChain, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert CloudChain(cache_ttl=60)._cache.max_entries == 1024  # type: ignore[union-attr]
+    monkeypatch.setenv("CLOUDCHAIN_CACHE_MAX_ENTRIES", "7")
+    cached = CloudChain.from_config(cache_ttl=60)
+    for n in range(20):
+        chain.save("svc", f"u{n}", "v")
+        cached.read("svc", f"u{n}")
+    assert len(cached._cache) == 7  # type: ignore[arg-type]

@@ -113,8 +113,28 @@ def test_reencrypt_is_idempotent(chain: CloudChain) -> None:
     calls = CallCounter(moved._kms, moved._dynamodb)
     again = moved.reencrypt()
     assert (again.reencrypted, again.current) == (0, 1)
-    assert "ReEncrypt" not in calls.operations
-    assert "PutItem" not in calls.operations
+    # KMS is asked where each version is (the KeyId attribute is not trusted), but no
+    # plaintext leaves KMS and nothing is written.
+    assert set(calls.operations) == {"DescribeKey", "Scan", "GetItem", "ReEncrypt"}
+
+
+def test_an_edited_key_id_does_not_make_reencrypt_skip_a_version(
+    chain: CloudChain, kms: Any, dynamodb: Any
+) -> None:
+    chain.save("svc", "u", "v1")
+    chain.save("svc", "u", "v2")
+    CloudChain(keyalias="alias/new").setup(create_key=True)
+    new_arn = kms.describe_key(KeyId="alias/new")["KeyMetadata"]["Arn"]
+    key = {"Service": {"S": "svc"}, "Username": {"S": "u"}}
+    item = dynamodb.get_item(TableName="safedb", Key=key)["Item"]
+    item["KeyId"] = {"S": new_arn}  # claims both versions are under the new key already
+    item["History"]["L"][0]["M"]["KeyId"] = {"S": new_arn}
+    dynamodb.put_item(TableName="safedb", Item=item)
+    assert CloudChain(keyalias="alias/new").reencrypt().reencrypted == 1
+    item = dynamodb.get_item(TableName="safedb", Key=key)["Item"]
+    for stored, version in ((item, "2"), (item["History"]["L"][0]["M"], "1")):
+        context = {"Service": "svc", "Username": "u", "Version": version}
+        assert _key_of(kms, stored["Secret"], context) == new_arn
 
 
 def test_reencrypt_upgrades_legacy_rows_and_the_recipe_then_works(
@@ -219,3 +239,173 @@ def test_policy_resolves_account_and_key_through_aws(chain: CloudChain, kms: Any
 def test_policy_needs_a_key(aws: None) -> None:
     with pytest.raises(CloudChainConfigError):
         CloudChain().policy("billing", "read", account="1")
+
+
+# -- no downgrade to the legacy read path --------------------------------------------------------
+
+
+def _item(dynamodb: Any, service: str = "svc", user: str = "u") -> dict[str, Any]:
+    key = {"Service": {"S": service}, "Username": {"S": user}}
+    return dynamodb.get_item(TableName="safedb", Key=key)["Item"]
+
+
+def _planted(kms: Any, context: dict[str, str], value: bytes = b"planted") -> dict[str, str]:
+    blob = kms.encrypt(KeyId=KEY_ALIAS, Plaintext=value, EncryptionContext=context)
+    return {"S": base64.b64encode(blob["CiphertextBlob"]).decode()}
+
+
+@pytest.mark.parametrize("context", [{"string": "string"}, {}, {"Service": "svc", "Username": "u"}])
+def test_a_modern_row_stripped_of_its_context_never_takes_the_legacy_path(
+    chain: CloudChain, kms: Any, dynamodb: Any, context: dict[str, str]
+) -> None:
+    chain.save("svc", "u", "genuine")
+    item = _item(dynamodb)
+    del item["Context"]
+    item.pop("Digest")
+    item["Secret"] = _planted(kms, context)
+    dynamodb.put_item(TableName="safedb", Item=item)
+    with pytest.raises(IntegrityError, match=r"svc/u version 1.*no encryption context") as info:
+        chain.read("svc", "u")
+    assert "planted" not in str(info.value)
+
+
+@pytest.mark.parametrize("context", [{"string": "string"}, {}])
+def test_a_history_entry_stripped_of_its_context_never_takes_the_legacy_path(
+    chain: CloudChain, kms: Any, dynamodb: Any, context: dict[str, str]
+) -> None:
+    chain.save("svc", "u", "one")
+    chain.save("svc", "u", "two")
+    item = _item(dynamodb)
+    old = item["History"]["L"][0]["M"]
+    for name in list(old):  # everything but Secret and Version: as bare as a history entry gets
+        if name not in ("Secret", "Version"):
+            del old[name]
+    old["Secret"] = _planted(kms, context)
+    dynamodb.put_item(TableName="safedb", Item=item)
+    with pytest.raises(IntegrityError, match="version 1"):
+        chain.read("svc", "u", version=1)
+
+
+@pytest.mark.parametrize("extra", ["Version", "SavedAt", "Digest", "KeyId", "Revision", "Tags"])
+def test_any_attribute_of_ours_rules_out_the_legacy_path(
+    chain: CloudChain, kms: Any, dynamodb: Any, extra: str
+) -> None:
+    put_legacy_row(kms, dynamodb, "old", "u", "0.x", "legacy value")
+    assert chain.read("old", "u") == "legacy value"
+    item = _item(dynamodb, "old", "u")
+    item[extra] = (
+        {"M": {}}
+        if extra == "Tags"
+        else {"N": "1"}
+        if extra in ("Version", "Revision")
+        else {"S": "x"}
+    )
+    dynamodb.put_item(TableName="safedb", Item=item)
+    with pytest.raises(IntegrityError):
+        chain.read("old", "u")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"allow_legacy": False}, {"env": "0"}, {"env": "false"}, {"file": "allow_legacy = false"},
+     {"file": "[cloudchain]\nallow_legacy = off"}],
+)  # fmt: skip
+def test_legacy_rows_can_be_refused_entirely(
+    legacy: CloudChain,
+    settings: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    clean_env: Any,
+) -> None:
+    if "env" in settings:
+        monkeypatch.setenv("CLOUDCHAIN_ALLOW_LEGACY", settings["env"])
+    if "file" in settings:
+        (clean_env / ".cchainrc").write_text(settings["file"] + "\n")
+    strict = CloudChain.from_config(**{k: v for k, v in settings.items() if k == "allow_legacy"})
+    assert strict.config.allow_legacy is False
+    for kind in LEGACY:
+        with pytest.raises(IntegrityError, match=rf"old/{kind} .*legacy.*--reencrypt"):
+            strict.read("old", kind)
+    assert strict.read("new", "u") == "current"
+
+
+def test_after_reencrypt_legacy_rows_read_with_legacy_refused(legacy: CloudChain) -> None:
+    assert legacy.reencrypt().failed == ()
+    strict = CloudChain(allow_legacy=False)
+    assert [strict.read("old", kind) for kind in LEGACY] == [f"value of {k}" for k in LEGACY]
+
+
+def test_a_pre_versions_row_with_a_binary_secret_attribute_can_be_written(
+    chain: CloudChain, kms: Any, dynamodb: Any
+) -> None:
+    blob = kms.encrypt(
+        KeyId=KEY_ALIAS, Plaintext=b"raw", EncryptionContext={"Service": "old", "Username": "b"}
+    )["CiphertextBlob"]
+    item = {"Service": {"S": "old"}, "Username": {"S": "b"}, "Secret": {"B": blob}}
+    dynamodb.put_item(TableName="safedb", Item=item)
+    assert chain.read("old", "b") == "raw"
+    assert chain.save("old", "b", "new") == 2
+    assert [chain.read("old", "b", version=n) for n in (1, 2)] == ["raw", "new"]
+
+
+# -- the binary flag is bound -------------------------------------------------------------------
+
+
+def test_a_binary_secret_is_bound_as_binary(chain: CloudChain, dynamodb: Any) -> None:
+    chain.save("svc", "u", b"\x00\xffbytes")
+    item = _item(dynamodb)
+    assert item["Context"] == {"S": "Service,Username,Version,Binary"}
+    item["Binary"] = {"BOOL": False}  # the flag alone cannot turn it into text
+    dynamodb.put_item(TableName="safedb", Item=item)
+    assert chain.read("svc", "u") == b"\x00\xffbytes"
+    item["Context"] = {"S": "Service,Username,Version"}  # nor can dropping it from the context
+    dynamodb.put_item(TableName="safedb", Item=item)
+    with pytest.raises(IntegrityError):
+        chain.read("svc", "u")
+
+
+def test_a_text_secret_flagged_binary_warns_and_is_refused_without_legacy(
+    chain: CloudChain, dynamodb: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain.save("svc", "u", "text")
+    item = _item(dynamodb)
+    item["Binary"] = {"BOOL": True}  # what a binary version saved before the binding looks like
+    dynamodb.put_item(TableName="safedb", Item=item)
+    assert chain.read("svc", "u") == b"text"
+    assert "svc/u version 1" in caplog.text and "--reencrypt" in caplog.text
+    with pytest.raises(IntegrityError, match="legacy"):
+        CloudChain(allow_legacy=False).read("svc", "u")
+
+
+def test_reencrypt_binds_a_binary_version_saved_before_the_binding(
+    chain: CloudChain, kms: Any, dynamodb: Any
+) -> None:
+    # A binary version as the previous release wrote it: the versioned context, Binary=true.
+    context = {"Service": "svc", "Username": "u", "Version": "1"}
+    blob = kms.encrypt(KeyId=KEY_ALIAS, Plaintext=b"\x01\x02", EncryptionContext=context)
+    dynamodb.put_item(
+        TableName="safedb",
+        Item={
+            "Service": {"S": "svc"},
+            "Username": {"S": "u"},
+            "Secret": {"S": base64.b64encode(blob["CiphertextBlob"]).decode()},
+            "Version": {"N": "1"},
+            "Context": {"S": "Service,Username,Version"},
+            "Binary": {"BOOL": True},
+        },
+    )
+    assert chain.reencrypt().reencrypted == 1
+    assert _item(dynamodb)["Context"] == {"S": "Service,Username,Version,Binary"}
+    assert CloudChain(allow_legacy=False).read("svc", "u") == b"\x01\x02"
+
+
+def test_a_crypto_error_names_the_row_and_version(chain: CloudChain, dynamodb: Any) -> None:
+    chain.save("svc", "u", "x" * 5000)  # envelope: its AES-GCM layer is checked locally
+    item = _item(dynamodb)
+    blob = bytearray(item["Secret"]["B"])
+    blob[-1] ^= 1
+    item["Secret"] = {"B": bytes(blob)}
+    item["Digest"] = {"S": __import__("hashlib").sha256(bytes(blob)).hexdigest()}
+    dynamodb.put_item(TableName="safedb", Item=item)
+    for call in (lambda: chain.read("svc", "u"), lambda: chain.export("svc")):
+        with pytest.raises(IntegrityError, match=r"svc/u version 1 .*AES-GCM"):
+            call()

@@ -13,10 +13,13 @@ from helpers import KEY_ALIAS, CallCounter
 
 from cloudchain import (
     CloudChain,
+    CloudChainError,
     IntegrityError,
     SecretNotFoundError,
     ValidationError,
     VersionConflictError,
+    crypto,
+    table,
 )
 from cloudchain.cli import main
 from cloudchain.table import ITEM_SIZE_LIMIT, StoredVersion, build_item, item_size
@@ -80,7 +83,7 @@ def test_retention_of_one_keeps_only_the_current(chain: CloudChain) -> None:
     assert _saves(CloudChain(keyalias=KEY_ALIAS, history_size=1), 3) == [3]
 
 
-def test_custom_retention_from_env_and_file(
+def test_custom_retention_from_env_and_file_applies_to_new_secrets(
     chain: CloudChain, clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (clean_env / ".cchainrc").write_text(
@@ -88,7 +91,25 @@ def test_custom_retention_from_env_and_file(
     )
     assert _saves(CloudChain.from_config(), 3) == [3, 2]
     monkeypatch.setenv("CLOUDCHAIN_HISTORY", "4")
-    assert _saves(CloudChain.from_config(), 5) == [8, 7, 6, 5]
+    from_env = CloudChain.from_config()
+    for n in range(5):
+        from_env.save("billing", "bob", f"v{n}")
+    assert [v.version for v in from_env.history("billing", "bob")] == [5, 4, 3, 2]
+
+
+def test_retention_is_recorded_with_the_secret_and_other_clients_keep_it(
+    chain: CloudChain, dynamodb: Any
+) -> None:
+    chain.save("billing", "alice", "v1", history_size=5)
+    assert _item(dynamodb)["Retention"] == {"N": "5"}
+    stingy = CloudChain(keyalias=KEY_ALIAS, history_size=1)
+    for n in range(2, 8):
+        stingy.save("billing", "alice", f"v{n}")
+    assert [v.version for v in chain.history("billing", "alice")] == [7, 6, 5, 4, 3]
+    # Only an explicit setting on a save changes it.
+    stingy.save("billing", "alice", "v8", history_size=2)
+    assert [v.version for v in chain.history("billing", "alice")] == [8, 7]
+    assert _item(dynamodb)["Retention"] == {"N": "2"}
 
 
 def test_custom_retention_from_the_cli_flag(chain: CloudChain) -> None:
@@ -177,7 +198,10 @@ def test_pre_versions_item_reads_as_version_1_and_upgrades(
     assert chain.read("billing", "alice") == "upgraded"
     assert chain.read("billing", "alice", version=1) == "from-reference-cloudchain"
     old = _item(dynamodb)["History"]["L"][0]["M"]
-    assert "Context" not in old  # still unrecorded: a legacy version, until --reencrypt
+    # Moved into History, the reference version is bound to its row as version 1: the legacy
+    # contexts are never tried on a history entry.
+    assert old["Context"] == {"S": "Service,Username,Version"}
+    assert old["Version"] == {"N": "1"}
 
 
 def test_pre_versions_item_changed_under_a_save_is_not_overwritten(
@@ -254,3 +278,60 @@ def test_oversized_history_is_pruned_to_fit_a_dynamodb_item(
     assert item_size(item) <= ITEM_SIZE_LIMIT
     assert item_size(unpruned(history[:4])) > ITEM_SIZE_LIMIT
     dynamodb.put_item(TableName="safedb", Item=item)
+
+
+def test_a_save_racing_a_reencrypt_never_puts_the_old_key_back(
+    chain: CloudChain, kms: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain.save("billing", "alice", "v1")
+    CloudChain(keyalias="alias/new").setup(create_key=True)
+    new_arn = kms.describe_key(KeyId="alias/new")["KeyMetadata"]["Arn"]
+    mover = CloudChain(keyalias="alias/new")
+    encrypt = crypto.encrypt
+    raced: list[bool] = []
+
+    def encrypt_after_a_reencrypt(*args: Any) -> Any:
+        # The save has read version 1 and is about to write; a re-encryption gets in first.
+        if not raced:
+            raced.append(True)
+            assert mover.reencrypt().reencrypted == 1
+        return encrypt(*args)
+
+    monkeypatch.setattr(crypto, "encrypt", encrypt_after_a_reencrypt)
+    assert chain.save("billing", "alice", "v2") == 2
+    old = _item(dynamodb)["History"]["L"][0]["M"]
+    blob = base64.b64decode(old["Secret"]["S"])
+    context = {"Service": "billing", "Username": "alice", "Version": "1"}
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext=context)["KeyId"] == new_arn
+
+
+def test_every_write_increments_the_revision_it_is_conditional_on(
+    chain: CloudChain, dynamodb: Any
+) -> None:
+    chain.save("billing", "alice", "v1")
+    assert _item(dynamodb)["Revision"] == {"N": "1"}
+    chain.save("billing", "alice", "v2")
+    chain.rollback("billing", "alice", 1)
+    CloudChain(keyalias="alias/new").setup(create_key=True)
+    CloudChain(keyalias="alias/new").reencrypt()
+    assert _item(dynamodb)["Revision"] == {"N": "4"}
+
+
+def test_a_write_that_keeps_losing_gives_up_at_its_deadline_naming_the_row(
+    chain: CloudChain, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain.save("billing", "alice", "v1")
+    hasty = CloudChain(keyalias=KEY_ALIAS, read_timeout=0.3)
+    put = table.put_item
+    inside: list[bool] = []
+
+    def someone_always_gets_in_first(client: Any, name: str, item: Any, expected: Any) -> None:
+        if not inside:  # the other writer's own put goes straight through
+            inside.append(True)
+            chain.save("billing", "alice", "other writer")
+            inside.clear()
+        put(client, name, item, expected)
+
+    monkeypatch.setattr(table, "put_item", someone_always_gets_in_first)
+    with pytest.raises(CloudChainError, match=r"cannot save billing/alice .*kept changing"):
+        hasty.save("billing", "alice", "mine")

@@ -1,0 +1,41 @@
+"""Run AWS calls with errors translated, giving a still-throttled call more rounds."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, TypeVar
+
+from .errors import ThrottledError, aws_errors
+
+T = TypeVar("T")
+# Rounds of botocore's own attempts a still-throttled call gets.
+THROTTLE_ROUNDS = 3
+THROTTLE_BASE = 0.5
+
+
+class AwsCalls:
+    """Runs calls against one table, translating errors into the CloudChainError tree."""
+
+    def __init__(self, tablename: str, endpoint: str | None) -> None:
+        self.tablename = tablename
+        self.endpoint = endpoint
+
+    def __call__(self, doing: str, call: Callable[[], T]) -> T:
+        """Run call, translating AWS errors; give a still-throttled call more rounds.
+
+        botocore already retried each request max_attempts times. Throttling is AWS asking
+        for patience rather than a failure, and one throttled secret would fail a whole
+        export, so a call that is still throttled gets THROTTLE_ROUNDS rounds in all, with
+        full-jitter backoff. Every call here is safe to repeat: a throttled request did
+        nothing, and writes are conditional.
+        """
+        for attempt in range(THROTTLE_ROUNDS):
+            try:
+                with aws_errors(f"{doing} table '{self.tablename}'", self.endpoint):
+                    return call()
+            except ThrottledError:
+                if attempt == THROTTLE_ROUNDS - 1:
+                    raise
+                time.sleep(random.uniform(0, THROTTLE_BASE * 2**attempt))
+        raise AssertionError("unreachable")
