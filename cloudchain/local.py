@@ -6,6 +6,7 @@ State lives in memory and is gone when the emulator stops.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import signal
 import socket
@@ -20,6 +21,7 @@ from .errors import CloudChainError
 PROG = "cchain-local"
 DEFAULT_PORT = 4566
 DEFAULT_ALIAS = "alias/cloudchain-local"
+DEFAULT_TIMEOUT = 10.0
 # moto accepts any credentials; these keep a machine without AWS credentials working.
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -41,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--key-alias", help=f"key alias to create (default: configured, else {DEFAULT_ALIAS})"
     )
     parser.add_argument("--region", help=f"region (default: configured, else {DEFAULT_REGION})")
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"drop a client that takes longer than S seconds to send a request "
+        f"(default {DEFAULT_TIMEOUT:g})",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser
 
@@ -58,7 +68,9 @@ class OneAtATime:
 
     moto checks a DynamoDB condition and then writes, with no lock between the two; serving
     requests one at a time makes conditional writes atomic, as they are in DynamoDB, so
-    check-and-set and concurrent saves behave locally as they do on AWS.
+    check-and-set and concurrent saves behave locally as they do on AWS. Each request is read
+    whole before the lock is taken, so a client that sends its body slowly, or never, holds up
+    only itself (and the server's timeout drops it).
     """
 
     def __init__(self, app: Any) -> None:
@@ -66,21 +78,30 @@ class OneAtATime:
         self._lock = threading.Lock()
 
     def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length) if length else b"")
         with self._lock:
             return list(self._app(environ, start_response))
 
 
-def start_server(host: str, port: int) -> Any:
-    """Start moto's server in a daemon thread and return it; raises ImportError without moto."""
+def start_server(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """Start moto's server in a daemon thread and return it; raises ImportError without moto.
+
+    A client that takes longer than timeout seconds to send its request is disconnected.
+    """
     _check_free(host, port)
     from moto.server import (  # type: ignore[attr-defined]
         DomainDispatcherApplication,
         create_backend_app,
     )
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
+    class TimedHandler(WSGIRequestHandler):
+        pass
+
+    TimedHandler.timeout = timeout  # socketserver applies it to each connection
     app = OneAtATime(DomainDispatcherApplication(create_backend_app))
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, app, threaded=True, request_handler=TimedHandler)
     threading.Thread(target=server.serve_forever, name=PROG, daemon=True).start()
     return server
 
@@ -110,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import boto3
 
-        server = start_server(args.host, args.port)
+        server = start_server(args.host, args.port, args.request_timeout)
     except ImportError:
         print(
             f"{PROG}: error: the emulator needs moto; install it with: pip install 'cloudchain[local]'",

@@ -12,7 +12,6 @@ CloudChain does those around every call made here.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import secrets
@@ -35,8 +34,7 @@ from .errors import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Backoff between attempts of a write that lost a race: full jitter, doubling up to the cap.
-RETRY_BASE = 0.02
+# The longest pause between attempts of a write that lost a race.
 RETRY_CAP = 0.5
 
 
@@ -230,11 +228,17 @@ class SecretStore:
         doing: str,
     ) -> T | None:
         """Plan and write conditionally until the write lands; return its result (None: the
-        plan found nothing to do)."""
+        plan found nothing to do).
+
+        A write that loses a race retries after a random pause of up to one write cycle (the
+        time from its read to its failed write), not an exponential backoff: with backoff
+        growing on every loss, writers that just won keep winning and a loser starves.
+        """
         write_id = new_write_id()
         deadline = time.monotonic() + self.conflict_deadline
         item = self._get(service, user)
-        for attempt in itertools.count():
+        while True:
+            started = time.monotonic()
             write = plan(item, write_id)
             if write is None:
                 return None
@@ -245,23 +249,20 @@ class SecretStore:
                 else:
                     table.put_item(self.dynamodb, self.tablename, write.item, item)
                 return write.result
-            except table.ConditionFailed:
-                pass
-            item = self._get(service, user)
-            landed = (
-                item is None if write.item is None else item is not None and item.wrote(write_id)
-            )
-            if landed:
+            except table.ConditionFailed as failed:
+                item = failed.current
+            if item is None if write.item is None else item is not None and item.wrote(write_id):
                 # The write went through and its reply was lost; botocore's retry then found
                 # the row changed by that very write.
                 log.debug(
                     "%s %s/%s: the write had landed; its reply was lost", doing, service, user
                 )
                 return write.result
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 break
             log.debug("%s %s/%s raced another write; planning again", doing, service, user)
-            time.sleep(random.uniform(0, min(RETRY_CAP, RETRY_BASE * 2**attempt)))
+            time.sleep(random.uniform(0, min(RETRY_CAP, now - started, deadline - now)))
         raise CloudChainError(
             f"cannot {doing} {self._where(service, user)}: it kept changing under concurrent "
             f"writes for {self.conflict_deadline:g} s"

@@ -68,7 +68,15 @@ ITEM_SIZE_LIMIT = 400_000
 
 
 class ConditionFailed(Exception):
-    """The item changed since it was read; the conditional write did nothing."""
+    """The item changed since it was read; the conditional write did nothing.
+
+    current is the item as it was when the condition failed (None: there was none), as
+    DynamoDB returns it, so the writer need not read it again.
+    """
+
+    def __init__(self, current: StoredItem | None) -> None:
+        super().__init__("the item changed since it was read")
+        self.current = current
 
 
 @dataclass(frozen=True)
@@ -333,22 +341,35 @@ def _condition(expected: StoredItem | None) -> dict[str, Any]:
     }
 
 
+def _failed(err: Any, table: str) -> ConditionFailed:
+    item = err.response.get("Item")
+    return ConditionFailed(None if not item else decode(item, table))
+
+
 def put_item(client: Any, table: str, item: dict[str, Any], expected: StoredItem | None) -> None:
     """Write item only if the row is still as expected (None: absent); else ConditionFailed."""
     try:
-        client.put_item(TableName=table, Item=item, **_condition(expected))
-    except client.exceptions.ConditionalCheckFailedException:
-        raise ConditionFailed from None
+        client.put_item(
+            TableName=table,
+            Item=item,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            **_condition(expected),
+        )
+    except client.exceptions.ConditionalCheckFailedException as err:
+        raise _failed(err, table) from None
 
 
 def delete_item(client: Any, table: str, expected: StoredItem) -> None:
     """Delete the row, every version, only if it is still as expected; else ConditionFailed."""
     try:
         client.delete_item(
-            TableName=table, Key=key_of(expected.service, expected.user), **_condition(expected)
+            TableName=table,
+            Key=key_of(expected.service, expected.user),
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            **_condition(expected),
         )
-    except client.exceptions.ConditionalCheckFailedException:
-        raise ConditionFailed from None
+    except client.exceptions.ConditionalCheckFailedException as err:
+        raise _failed(err, table) from None
 
 
 def query_items(client: Any, table: str, service: str) -> Iterator[StoredItem]:

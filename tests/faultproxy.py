@@ -1,9 +1,18 @@
-"""An HTTP proxy for fault tests: forwards to a moto server, or throttles, drops or hangs.
+"""An HTTP proxy for fault tests: forwards to a moto server, or fails requests in chosen ways.
 
 Test utility only. Each request's AWS operation is read from its X-Amz-Target header
-(`TrentService.Decrypt`, `DynamoDB_20120810.GetItem`), counted, and handed to a policy that
-returns what to do with it: "forward", "throttle", "disabled" (KMS's answer for a disabled
-key, which moto does not enforce), "drop" or "hang".
+(`TrentService.Decrypt`, `DynamoDB_20120810.GetItem`) or, for query-protocol services such as
+STS, from the Action in its form body; it is counted, recorded, and handed to a policy that
+returns what to do with it:
+
+- "forward": pass it on and return the reply;
+- "lose-reply": pass it on, then close the connection without replying, as a reply lost on the
+  network does (the write has happened; the client sees a dropped connection and retries);
+- "hold": wait until release() is called, then forward;
+- "delay:S": wait S seconds, then forward;
+- "drop": close the connection without forwarding; "hang": never answer (until the proxy stops);
+- "throttle", "disabled", "denied", "error500": answer with that error without forwarding
+  ("disabled" is KMS's answer for a disabled key, which moto does not enforce).
 """
 
 from __future__ import annotations
@@ -11,6 +20,8 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
+import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -18,10 +29,25 @@ from typing import Callable
 # (operation, its 1-based count so far, request body) -> action
 Policy = Callable[[str, int, bytes], str]
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+ERRORS = {
+    "throttle": (400, "ThrottlingException", "Rate exceeded"),
+    "disabled": (400, "DisabledException", "key disabled"),
+    "denied": (400, "AccessDeniedException", "not authorized to perform this operation"),
+    "error500": (500, "InternalServerError", "the server failed"),
+}
 
 
 def forward_all(operation: str, count: int, body: bytes) -> str:
     return "forward"
+
+
+def operation_of(target: str, body: bytes) -> str:
+    """The AWS operation of a request: JSON protocols name it in X-Amz-Target, query
+    protocols (STS) in the Action field of the form body."""
+    if target:
+        return target.split(".")[-1]
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    return form.get("Action", ["other"])[0]
 
 
 class FaultProxy:
@@ -32,8 +58,10 @@ class FaultProxy:
         self.policy = policy
         self.counts: Counter[str] = Counter()
         self.bodies: list[tuple[str, bytes]] = []
+        self.held = threading.Event()  # set when a request is being held
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self._stopping = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,23 +72,33 @@ class FaultProxy:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                operation = self.headers.get("X-Amz-Target", "").split(".")[-1] or "other"
+                operation = operation_of(self.headers.get("X-Amz-Target", ""), body)
                 with proxy._lock:
                     proxy.counts[operation] += 1
                     proxy.bodies.append((operation, body))
                     action = proxy.policy(operation, proxy.counts[operation], body)
                 if action == "drop":
-                    self.close_connection = True
-                    self.connection.close()
+                    self._close()
                 elif action == "hang":
-                    proxy._release.wait(120)
+                    proxy._stopping.wait(120)
                     self.close_connection = True
-                elif action == "throttle":
-                    self._reply(400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
-                elif action == "disabled":
-                    self._reply(400, {"__type": "DisabledException", "message": "key disabled"})
+                elif action in ERRORS:
+                    status, code, message = ERRORS[action]
+                    self._reply(status, {"__type": code, "message": message})
+                elif action == "lose-reply":
+                    self._forward(body, reply=False)
+                    self._close()
                 else:
+                    if action == "hold":
+                        proxy.held.set()
+                        proxy._release.wait(60)
+                    elif action.startswith("delay:"):
+                        time.sleep(float(action.split(":", 1)[1]))
                     self._forward(body)
+
+            def _close(self) -> None:
+                self.close_connection = True
+                self.connection.close()
 
             def _reply(self, status: int, payload: dict[str, str]) -> None:
                 data = json.dumps(payload).encode()
@@ -70,13 +108,15 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _forward(self, body: bytes) -> None:
+            def _forward(self, body: bytes, reply: bool = True) -> None:
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 upstream.request("POST", self.path, body=body, headers=headers)
                 response = upstream.getresponse()
                 data = response.read()
                 upstream.close()
+                if not reply:
+                    return
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in HOP_BY_HOP:
@@ -97,8 +137,13 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self._release.set()
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
+
+    def release(self) -> None:
+        """Let held requests through."""
+        self._release.set()
 
     def count(self, operation: str, containing: bytes = b"") -> int:
         """How many requests of an operation, optionally whose body contains some bytes."""
