@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The package is installed (not editable) so the tests drive what users get from `pip install .`.
-SOURCES := setup.py pyproject.toml README.md cloudchain/py.typed $(wildcard cloudchain/*.py)
+SOURCES := setup.py pyproject.toml README.md cloudchain/py.typed $(shell find cloudchain -name '*.py')
 
 .PHONY: demo test lint bench clean
 

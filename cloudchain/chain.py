@@ -283,13 +283,16 @@ class CloudChain:
         self,
         service: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        *,
+        on_row: Callable[[str, str, str], None] | None = None,
     ) -> ReencryptResult:
         """Re-encrypt every retained version of every secret (or service's) under the
         configured key alias, and bind every version to its row, version and type.
 
-        A row that fails is counted and named, and the others go on.
+        A row that fails is counted and named, and the others go on. progress(done, total)
+        follows the count; on_row(service, user, outcome) names each row as it is settled.
         """
-        return self._service.reencrypt(service, progress)
+        return self._service.reencrypt(service, progress, on_row=on_row)
 
     def policy(
         self, service: str, access: str, *, account: str | None = None, key_arn: str | None = None

@@ -1,194 +1,96 @@
-"""The cchain command: parse and check arguments, run one command, map errors to exit codes.
+"""The cchain command: build the parser from the command modules' declarations, check the
+arguments, run one action, and turn every expected failure into one line and an exit code.
 
-Nothing here talks to AWS; every failure the library expects arrives as a CloudChainError and
-becomes one `cchain: error:` line and an exit code. The commands themselves are in commands.py.
+Nothing here talks to AWS: failures the library expects arrive as CloudChainError, and the
+system's as OSError; each becomes one `cchain: error:` line (a traceback only with --debug).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from ._version import __version__
-from .errors import CloudChainError, SecretNotFoundError, ValidationError, VersionConflictError
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_CONFLICT = 4
-
-PROG = "cchain"
-# Marks `--save` given without a value: read stdin, or prompt on a terminal.
-FROM_STDIN_OR_PROMPT = object()
-
-# CLI flag destination -> Config field.
-CONFIG_FLAGS = {
-    "region": "region_name",
-    "endpoint_url": "endpoint_url",
-    "kms_endpoint_url": "kms_endpoint_url",
-    "table": "tablename",
-    "key_alias": "keyalias",
-    "profile": "profile_name",
-    "history_size": "history_size",
-    "max_workers": "max_workers",
-    "connect_timeout": "connect_timeout",
-    "read_timeout": "read_timeout",
-    "max_attempts": "max_attempts",
-}
-ACTIONS = (
-    "save",
-    "read",
-    "list",
-    "delete",
-    "history",
-    "rollback",
-    "export",
-    "exec",
-    "import",
-    "reencrypt",
-    "policy",
-    "setup",
+from .commands import SECTIONS
+from .commands.spec import (
+    CONFIGURATION,
+    EXIT_CONFLICT,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    FROM_STDIN_OR_PROMPT,
+    PROG,
+    Action,
+    Invocation,
+    Option,
+    Terminated,
 )
-_NEEDS_USER = ("save", "read", "delete", "history", "rollback")
-_NEEDS_SERVICE = (*_NEEDS_USER, "export", "exec", "import", "policy")
-# Options that only make sense with some actions.
-_OPTION_ACTIONS = {
-    "no_newline": ("read",),
-    "secret_version": ("read",),
-    "expect_version": ("save",),
-    "json": ("list", "history"),
-    "create_key": ("setup",),
-    "format": ("export", "import"),
-    "output": ("export",),
-    "prefix": ("export", "exec"),
-    "pristine": ("exec",),
-    "dry_run": ("import",),
-    "binary": ("save",),
-    "account": ("policy",),
-    "key_arn": ("policy",),
-}
+from .errors import CloudChainError, SecretNotFoundError, ValidationError, VersionConflictError
+from .validation import shown
+
+ACTIONS: dict[str, Action] = {a.name: a for s in SECTIONS for a in s.actions}
+JSON = Option(
+    ("--json",),
+    "JSON output ("
+    + ", ".join(f"--{a.name}" for a in ACTIONS.values() if "json" in a.accepts)
+    + ")",
+)
+EPILOG = """\
+exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 secret not found, 4 version conflict
+(--expect-version), 130/143 interrupted (SIGINT/SIGTERM); --exec exits with the command's status.
+
+examples:
+  printf '%s\\n' 'hunter2' | cchain -u alice -e billing --save -
+  cchain -u alice -e billing --read
+  cchain -e billing --exec -- ./deploy.sh
+"""
+
+
+def _add(group: Any, option: Option) -> None:
+    group.add_argument(*option.flags, help=option.help, **option.kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser for cchain."""
+    """Return the argument parser for cchain: one section per purpose."""
     parser = argparse.ArgumentParser(
         prog=PROG,
+        usage=f"{PROG} [-u USER] [-e SERVICE] ACTION [options]",
         description="Keep application secrets encrypted with AWS KMS in a DynamoDB table.",
-        epilog="Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 secret not found, "
-        "4 version conflict (--expect-version); --exec exits with the command's status.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("-u", "--user", help="the user (DynamoDB range key Username)")
-    parser.add_argument("-e", "--service", help="the service (DynamoDB hash key Service)")
-
-    act = parser.add_argument_group("actions (choose one)").add_mutually_exclusive_group()
-    act.add_argument(
-        "-s",
-        "--save",
-        nargs="?",
-        const=FROM_STDIN_OR_PROMPT,
-        metavar="SECRET",
-        help="save a secret as a new version: '-' or no value reads stdin (one trailing "
-        "newline is stripped), or prompts twice on a terminal; a value given here is visible "
-        "to `ps`",
+    general = parser.add_argument_group("general")
+    general.add_argument("-h", "--help", action="help", help="show this help and exit")
+    general.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    general.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logging, never a secret"
     )
-    act.add_argument("-r", "--read", action="store_true", help="print the secret to stdout")
-    act.add_argument("-l", "--list", action="store_true", help="list service<TAB>user")
-    act.add_argument("-d", "--delete", action="store_true", help="delete a secret, every version")
-    act.add_argument(
-        "--history", action="store_true", help="list retained versions: version<TAB>saved-at"
-    )
-    act.add_argument(
-        "--rollback", type=int, metavar="N", help="save version N's value as a new version"
-    )
-    act.add_argument("--export", action="store_true", help="print every secret of -e")
-    act.add_argument(
-        "--exec",
-        action="store_true",
-        help="-- CMD [ARGS...]: run CMD with -e's secrets in its environment (must come last)",
-    )
-    act.add_argument(
-        "--import",
-        dest="import_file",
-        metavar="FILE",
-        help="save a JSON object {user: secret} or a dotenv file ('-': stdin) into -e",
-    )
-    act.add_argument(
-        "--reencrypt",
-        action="store_true",
-        help="re-encrypt every secret (or -e's), every retained version, under the key alias",
-    )
-    act.add_argument(
-        "--policy",
-        choices=("read", "write"),
-        help="print an IAM policy that reads (or writes) only -e's secrets",
-    )
-    act.add_argument("--setup", action="store_true", help="create the table if missing")
-
-    opt = parser.add_argument_group("options")
-    opt.add_argument("-n", "--no-newline", action="store_true", help="--read: no newline")
-    opt.add_argument("--secret-version", type=int, metavar="N", help="--read: version N")
-    opt.add_argument(
-        "--expect-version",
-        type=int,
-        metavar="N",
-        help="--save: only if the current version is N (0: only if new); else exit 4",
-    )
-    opt.add_argument("--json", action="store_true", help="--list, --history: JSON output")
-    opt.add_argument(
-        "--format",
-        choices=("json", "dotenv", "env"),
-        help="--export: json (default), dotenv or env; --import: json or dotenv (default: detect)",
-    )
-    opt.add_argument("-o", "--output", metavar="FILE", help="--export: write FILE (mode 0600)")
-    opt.add_argument("--prefix", default="", help="--export, --exec: prefix for variable names")
-    opt.add_argument("--pristine", action="store_true", help="--exec: start from an empty env")
-    opt.add_argument("--dry-run", action="store_true", help="--import: show, write nothing")
-    opt.add_argument("--create-key", action="store_true", help="--setup: also create the key")
-    opt.add_argument(
-        "--binary", action="store_true", help="--save: store stdin's bytes exactly, as binary"
-    )
-    opt.add_argument("--account", help="--policy: the AWS account id (no STS call)")
-    opt.add_argument("--key-arn", help="--policy: the KMS key ARN (no KMS call)")
-    opt.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-
-    cfg = parser.add_argument_group("configuration (flag > environment > file > default)")
-    cfg.add_argument("--config", metavar="PATH", help="config file (default ~/.cchainrc)")
-    cfg.add_argument("--region", help="AWS region")
-    cfg.add_argument("--endpoint-url", metavar="URL", help="DynamoDB endpoint")
-    cfg.add_argument("--kms-endpoint-url", metavar="URL", help="KMS endpoint")
-    cfg.add_argument("--table", help="DynamoDB table (default safedb)")
-    cfg.add_argument("--key-alias", metavar="ALIAS", help="KMS key alias used for saving")
-    cfg.add_argument("--profile", help="AWS profile from ~/.aws/config")
-    cfg.add_argument("--history-size", type=int, metavar="N", help="versions kept (default 10)")
-    cfg.add_argument("--max-workers", type=int, metavar="N", help="parallel calls (default 16)")
-    cfg.add_argument(
-        "--connect-timeout", type=float, metavar="S", help="seconds to connect (default 3)"
-    )
-    cfg.add_argument(
-        "--read-timeout", type=float, metavar="S", help="seconds to wait for a reply (default 10)"
-    )
-    cfg.add_argument(
-        "--max-attempts", type=int, metavar="N", help="attempts per AWS call (default 5)"
-    )
+    _add(general, JSON)
+    which = parser.add_argument_group("which secret")
+    which.add_argument("-u", "--user", help="the user (DynamoDB range key Username)")
+    which.add_argument("-e", "--service", help="the service (DynamoDB hash key Service)")
+    for section in (*SECTIONS, CONFIGURATION):
+        group = parser.add_argument_group(section.title)
+        for action in section.actions:
+            _add(group, action.option)
+        for option in section.options:
+            _add(group, option)
     return parser
 
 
 def _given(value: object) -> bool:
     # Identity, not equality: --rollback 0 and --expect-version 0 are given (0 == False).
-    return value is not None and value is not False and value != ""
-
-
-def chosen_action(args: argparse.Namespace) -> str | None:
-    """Return the one action the arguments ask for, or None."""
-    for action in ACTIONS:
-        if _given(getattr(args, "import_file" if action == "import" else action)):
-            return action
-    return None
+    return value is not None and value is not False and value != "" and value != []
 
 
 def _split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:
@@ -202,23 +104,26 @@ def _split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:
 
 def _check_usage(
     parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str] | None
-) -> str:
-    action = chosen_action(args)
-    if action is None:
-        parser.error(f"choose an action: {', '.join('--' + a for a in ACTIONS)}")
-    if action in _NEEDS_USER and (args.user is None or args.service is None):
-        parser.error(f"--{action} needs -u/--user and -e/--service")
-    if action in _NEEDS_SERVICE and args.service is None:
-        parser.error(f"--{action} needs -e/--service")
-    if action == "exec" and not command:
+) -> Action:
+    chosen = [a for a in ACTIONS.values() if _given(getattr(args, a.option.dest))]
+    if not chosen:
+        parser.error(f"choose an action: {', '.join(a.option.flag for a in ACTIONS.values())}")
+    if len(chosen) > 1:
+        parser.error(f"choose one action, not {' and '.join(a.option.flag for a in chosen)}")
+    action = chosen[0]
+    if action.needs == "row" and (args.user is None or args.service is None):
+        parser.error(f"{action.option.flag} needs -u/--user and -e/--service")
+    if action.needs == "service" and args.service is None:
+        parser.error(f"{action.option.flag} needs -e/--service")
+    for option in (JSON, *(o for s in SECTIONS for o in s.options)):
+        if _given(getattr(args, option.dest)) and option.dest not in action.accepts:
+            users = [a.option.flag for a in ACTIONS.values() if option.dest in a.accepts]
+            parser.error(f"{option.flag} goes with {' or '.join(users)}")
+    if action.name == "exec" and not command:
         parser.error("--exec needs a command: --exec -- CMD [ARGS...]")
-    for option, actions in _OPTION_ACTIONS.items():
-        if _given(getattr(args, option)) and action not in actions:
-            flag = "--" + option.replace("_", "-")
-            parser.error(f"{flag} goes with {' or '.join('--' + a for a in actions)}")
-    if action == "import" and args.format == "env":
+    if action.name == "import" and args.format == "env":
         parser.error("--import reads json or dotenv")
-    if args.binary and isinstance(args.save, str) and args.save != "-":
+    if action.name == "save" and args.binary and args.save not in ("-", FROM_STDIN_OR_PROMPT):
         parser.error("--binary reads the secret from stdin: use --save - --binary")
     return action
 
@@ -234,6 +139,34 @@ def exit_code_for(err: CloudChainError) -> int:
     return EXIT_ERROR
 
 
+def _configure_logging(debug: bool) -> None:
+    """Send cloudchain's warnings (and with --debug its debug log) to stderr, one line each.
+
+    Only cloudchain's own logger: botocore's DEBUG log prints request bodies, and a KMS
+    Encrypt body holds the plaintext.
+    """
+    logger = logging.getLogger("cloudchain")
+    for handler in [h for h in logger.handlers if getattr(h, "cchain", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.cchain = True  # type: ignore[attr-defined]
+    form = f"{PROG}: %(name)s: %(message)s" if debug else f"{PROG}: warning: %(message)s"
+    handler.setFormatter(logging.Formatter(form))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def _error(message: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    # One line, whatever a name in it holds: control characters are printed as escapes.
+    print(f"{PROG}: error: {shown(message)}", file=sys.stderr)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run cchain with argv (default sys.argv[1:]) and return the exit code."""
     parser = build_parser()
@@ -243,23 +176,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         action = _check_usage(parser, args, command)
     except SystemExit as exit:  # argparse's --help, --version and usage errors
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
-    args.command = command
-    if args.debug:
-        # Only our own logger: botocore's DEBUG log prints request bodies, which hold plaintext.
-        logging.basicConfig(format=f"{PROG}: %(name)s: %(message)s", level=logging.WARNING)
-        logging.getLogger("cloudchain").setLevel(logging.DEBUG)
-    from .commands import run
-
+    _configure_logging(args.debug)
+    # SIGTERM stops bulk work as Ctrl-C does; only the main thread may set a handler.
+    catch_sigterm = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    )
+    if catch_sigterm:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return run(action, args)
+        return action.run(Invocation(args, command))
     except CloudChainError as err:
-        if args.debug:
-            traceback.print_exc(file=sys.stderr)
-        one_line = " ".join(str(err).splitlines())
-        print(f"{PROG}: error: {one_line}", file=sys.stderr)
+        _error(str(err), args.debug)
         return exit_code_for(err)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print(f"{PROG}: error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
+        # The reader went away: say nothing more, and let nothing flush into the pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except OSError as err:
+        where = f": {err.filename}" if err.filename else ""
+        _error(f"{err.strerror or err}{where}", args.debug)
+        return EXIT_ERROR
+    finally:
+        if catch_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)

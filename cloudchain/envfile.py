@@ -1,16 +1,18 @@
 """Environment-variable names and the export/import file formats (json, dotenv, env).
 
-dotenv is written so that both python-dotenv's `dotenv_values()` and POSIX `sh -c 'set -a;
-. ./file'` read back each value exactly:
+dotenv is written so that sh, bash and python-dotenv (`dotenv_values()` and `load_dotenv()`)
+all read back each value exactly, whatever the reader's environment holds:
 
-- a value with no `'`, no backslash and no `${` is single-quoted, which both read literally;
-- any other value is double-quoted, with `\\` and `"` backslash-escaped and every `$` written
-  as `${CCHAIN_LITERAL_DOLLAR:-$}`: both sh and python-dotenv expand that to a plain `$`
-  (and python-dotenv has no other way to write a literal `${`);
-- a value that needs double quotes and also holds a backtick cannot be written for both
-  (sh runs backticks inside double quotes; python-dotenv keeps the escaping backslash) and is
-  refused, naming its variable; so is a carriage return, which python-dotenv's file reading
-  turns into a newline.
+- a value with no `'` and no backslash is single-quoted, which all of them read literally;
+- any other value is double-quoted with `\\` and `"` backslash-escaped, the two escapes sh and
+  python-dotenv share; such a value must hold no `$` and no backtick (sh expands them inside
+  double quotes, python-dotenv does not) and must not end with a backslash (python-dotenv
+  before 1.2.2 misreads it);
+- `${` is refused in any value: python-dotenv expands `${NAME}` even inside single quotes, from
+  the reader's environment, and has no way to write it literally;
+- so are a carriage return (python-dotenv's file reading turns it into a newline) and NUL.
+
+What is refused names its variable and points to --format env or json, which carry anything.
 """
 
 from __future__ import annotations
@@ -20,14 +22,29 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
+from itertools import accumulate
+from typing import Any
 
 from .errors import CloudChainError, ValidationError
 
 FORMATS = ("json", "dotenv", "env")
-LITERAL_DOLLAR = "${CCHAIN_LITERAL_DOLLAR:-$}"
-# Expands to nothing in sh and python-dotenv; see _dotenv_value.
-NOTHING = "${CCHAIN_NOTHING:-}"
 _NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Linux's limit on one environment string, NAME=value and its NUL included (MAX_ARG_STRLEN).
+MAX_ENV_STRING = 128 * 1024
+
+# Variables that change how programs are found, loaded or run. A secret that would set one
+# could run code in every process that loads the service's secrets, so it is refused unless
+# the caller names the variable with --allow-env.
+LOADER_VARIABLES = frozenset(
+    {
+        "PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "PROMPT_COMMAND",
+        "CDPATH", "ZDOTDIR", "PERL5LIB", "PERLLIB", "PERL5OPT", "PERL5DB", "RUBYOPT", "RUBYLIB",
+        "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS",
+        "GCONV_PATH", "GLIBC_TUNABLES", "LOCPATH", "NLSPATH", "HOSTALIASES", "RES_OPTIONS",
+        "LOCALDOMAIN",
+    }
+)  # fmt: skip
+LOADER_PREFIXES = ("LD_", "DYLD_", "PYTHON", "BASH_FUNC_")
 
 
 def env_name(user: str, prefix: str = "") -> str:
@@ -62,33 +79,50 @@ def env_names(service: str, users: list[str], prefix: str = "") -> dict[str, str
 def _check_env_value(name: str, value: str) -> None:
     if "\0" in value:
         raise CloudChainError(f"{name} holds a NUL character, which no environment variable can")
+    size = len(name.encode()) + 1 + len(value.encode("utf-8", "surrogatepass")) + 1
+    if size > MAX_ENV_STRING:
+        raise CloudChainError(
+            f"{name} is {size} bytes as an environment variable; the limit is {MAX_ENV_STRING}"
+        )
 
 
 def _single_quoted_for_sh(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+def _refuse_dotenv(name: str, reason: str) -> CloudChainError:
+    return CloudChainError(
+        f"{name} cannot be written as dotenv that sh, bash and python-dotenv all read back "
+        f"exactly ({reason}); use --format env or --format json"
+    )
+
+
 def _dotenv_value(name: str, value: str) -> str:
     if "\r" in value:
-        # python-dotenv reads a file with universal newlines: a raw CR becomes "\n", and sh
-        # has no escape for it inside quotes.
-        raise CloudChainError(
-            f"{name} holds a carriage return, which dotenv readers turn into a newline; "
-            "use --format env or json"
-        )
-    if "'" not in value and "\\" not in value and "${" not in value:
+        raise _refuse_dotenv(name, "it holds a carriage return")
+    if "${" in value:
+        raise _refuse_dotenv(name, "python-dotenv expands '${' from the reader's environment")
+    if "'" not in value and "\\" not in value:
         return f"'{value}'"
-    if "`" in value:
-        raise CloudChainError(
-            f"{name} cannot be written as dotenv that both sh and python-dotenv read exactly "
-            "(a backtick with a quote, backslash or '${'); use --format env or json"
-        )
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", LITERAL_DOLLAR)
+    if "$" in value or "`" in value:
+        raise _refuse_dotenv(name, "a quote or backslash together with '$' or a backtick")
     if value.endswith("\\"):
-        # python-dotenv before 1.2.2 reads the escaped backslash before the closing quote as
-        # an escaped quote, and runs on into the next lines; an empty expansion separates them.
-        escaped += NOTHING
-    return f'"{escaped}"'
+        raise _refuse_dotenv(name, "it ends with a backslash")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def check_loader_variables(
+    service: str, names: Mapping[str, str], allowed: frozenset[str] | set[str] = frozenset()
+) -> None:
+    """Refuse any secret (user -> variable name) that would set a loader variable not allowed."""
+    for user in sorted(names, key=lambda u: names[u]):
+        name = names[user]
+        loader = name in LOADER_VARIABLES or name.startswith(LOADER_PREFIXES)
+        if loader and name not in allowed:
+            raise ValidationError(
+                f"secret {user!r} of service {service} would set {name}, which changes how "
+                f"programs are found, loaded or run; refused (--allow-env {name} allows it)"
+            )
 
 
 def text_for_environment(name: str, value: str | bytes) -> str:
@@ -129,24 +163,61 @@ def render(fmt: str, secrets: Mapping[str, str | bytes], names: Mapping[str, str
 
 # -- reading ------------------------------------------------------------------------------------
 
+# Every pattern here matches in linear time: an import file is input, possibly hostile.
 _DOTENV_LINE = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_.\-]*)[ \t]*=[ \t]*")
-_VARIABLE = re.compile(r"\$\{([^}:]*)(?::-([^}]*))?\}")
+_QUOTED = {
+    quote: re.compile(rf"{quote}((?:\\.|[^{quote}\\])*){quote}", re.DOTALL) for quote in "'\""
+}
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _DOUBLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f",
                    "n": "\n", "r": "\r", "t": "\t", "v": "\v"}  # fmt: skip
+_SINGLE_ESCAPES = {"\\": "\\", "'": "'"}
+_COMMENT = re.compile(r"\s#")
+# JSON strings, so that brackets inside them are not counted as nesting.
+_JSON_STRING = re.compile(r'"(?:\\.|[^"\\])*"', re.DOTALL)
+_JSON_BRACKETS = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# An import file is a JSON object of {user: secret or {"base64": ...}}: two levels. Anything
+# much deeper is refused before the parser, whose recursion a deep enough nesting exhausts.
+MAX_JSON_DEPTH = 20
 
 
 def _unescape(body: str, escapes: Mapping[str, str]) -> str:
-    return re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group(0)), body, flags=re.DOTALL)
+    return _ESCAPE.sub(lambda m: escapes.get(m.group(1), m.group(0)), body)
 
 
 def _expand(value: str, earlier: Mapping[str, str]) -> str:
-    # python-dotenv's ${NAME} and ${NAME:-default}, resolved against the file's own earlier
-    # entries only: importing a file never pulls values out of the caller's environment.
-    return _VARIABLE.sub(lambda m: earlier.get(m.group(1), m.group(2) or ""), value)
+    """Expand python-dotenv's ${NAME} and ${NAME:-default} against the file's own earlier
+    entries only: importing a file never pulls values out of the caller's environment.
+
+    A scan rather than a regex: on a value with many `${` and no `}` the regex would try
+    every start to the end of the value, in quadratic time.
+    """
+    out: list[str] = []
+    pos = close = 0
+    while True:
+        start = value.find("${", pos)
+        if start < 0:
+            break
+        if close < start + 2:
+            close = value.find("}", start + 2)
+            if close < 0:
+                break  # no later `${` can be closed either
+        name, colon, default = value[start + 2 : close].partition(":")
+        if colon and not default.startswith("-"):
+            out.append(value[pos : start + 1])  # not a variable: the `$` stays as it is
+            pos = start + 1
+            continue
+        out.append(value[pos:start])
+        out.append(earlier.get(name, default[1:]))
+        pos = close + 1
+    out.append(value[pos:])
+    return "".join(out)
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
-    """Parse a dotenv file as python-dotenv does, minus the process environment."""
+    """Parse a dotenv file as python-dotenv does, minus the process environment; a name
+    given twice is refused."""
     values: dict[str, str] = {}
     pos, lineno = 0, 1
     while pos < len(text):
@@ -159,14 +230,13 @@ def parse_dotenv(text: str) -> dict[str, str]:
         match = _DOTENV_LINE.match(text, pos)
         if match is None or match.end() > end_of_line:
             raise ValidationError(f"dotenv line {lineno} is not NAME=value")
-        name, pos = match.group(1), match.end()
+        name, first_line, pos = match.group(1), lineno, match.end()
         quote = text[pos : pos + 1]
-        if quote in ("'", '"'):
-            body = re.compile(rf"{quote}((?:\\.|[^{quote}\\])*){quote}", re.DOTALL).match(text, pos)
+        if quote in _QUOTED:
+            body = _QUOTED[quote].match(text, pos)
             if body is None:
                 raise ValidationError(f"dotenv entry {name} (line {lineno}) has no closing {quote}")
-            escapes = _DOUBLE_ESCAPES if quote == '"' else {"\\": "\\", "'": "'"}
-            value = _unescape(body.group(1), escapes)
+            value = _unescape(body.group(1), _DOUBLE_ESCAPES if quote == '"' else _SINGLE_ESCAPES)
             rest_end = text.find("\n", body.end())
             rest_end = len(text) if rest_end < 0 else rest_end
             rest = text[body.end() : rest_end].strip()
@@ -177,11 +247,31 @@ def parse_dotenv(text: str) -> dict[str, str]:
             lineno += text.count("\n", pos, rest_end)
             pos = rest_end
         else:
-            value = re.sub(r"\s+#.*", "", text[pos:end_of_line]).strip()
+            value = text[pos:end_of_line]
+            comment = _COMMENT.search(value)
+            value = (value[: comment.start()] if comment else value).strip()
             pos = end_of_line
+        if name in values:
+            raise ValidationError(
+                f"dotenv entry {name} is given twice (again on line {first_line})"
+            )
         values[name] = _expand(value, values)
         pos, lineno = pos + 1, lineno + 1
     return values
+
+
+def _json_depth(text: str) -> int:
+    brackets = _JSON_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValidationError(f"the import file gives the key {key!r} twice")
+        seen[key] = value
+    return seen
 
 
 def parse_import(text: str, fmt: str | None = None) -> dict[str, str | bytes]:
@@ -189,14 +279,17 @@ def parse_import(text: str, fmt: str | None = None) -> dict[str, str | bytes]:
 
     In JSON, {"base64": "..."} stands for a binary secret, as --export writes it.
     """
+    text = text.removeprefix("\ufeff")
     if fmt is None:
         fmt = "json" if text.lstrip().startswith("{") else "dotenv"
     if fmt == "dotenv":
         return dict(parse_dotenv(text))
     if fmt != "json":
         raise ValidationError(f"cannot import the {fmt} format; use json or dotenv")
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise ValidationError(f"the import file nests JSON deeper than {MAX_JSON_DEPTH} levels")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise ValidationError(
             f"the import file is not valid JSON: {err.msg} at line {err.lineno}"

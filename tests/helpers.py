@@ -23,6 +23,16 @@ NASTY_VALUES = {
     "quotes-and-dollars": 'it\'s "$HOME" \\n ${X:-y}',
     "equals": "a=b=c",
     "crlf": "dos\r\nline",
+    "dollars-no-brace": 'pa$$word $HOME $(id) `id` "q"',
+    "quote-and-backslash": 'it\'s "q" C:\\dir\\x',
+}
+# What dotenv refuses, each for its reason (see cloudchain.envfile): every other value above is
+# written so that sh, bash and python-dotenv read it back exactly.
+DOTENV_REFUSED = {
+    "dollar": "'${'",  # python-dotenv expands ${...} from the reader's environment
+    "backslash": "ends with a backslash",
+    "quotes-and-dollars": "'${'",
+    "crlf": "carriage return",
 }
 
 

@@ -270,7 +270,7 @@ def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("cchain 1.")
     assert main(["--help"]) == 0
-    assert "Exit codes" in capsys.readouterr().out
+    assert "exit codes" in capsys.readouterr().out
 
 
 def test_every_flag_is_documented_in_the_readme() -> None:

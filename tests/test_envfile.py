@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from dotenv import dotenv_values
-from helpers import NASTY_VALUES
+from helpers import DOTENV_REFUSED, NASTY_VALUES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -63,11 +64,22 @@ def test_json_is_sorted_raw_usernames() -> None:
 
 
 def test_dotenv_reads_back_exactly_with_python_dotenv_and_our_parser() -> None:
-    secrets = {k: v for k, v in NASTY.items() if "\r" not in v}
+    secrets = {k: v for k, v in NASTY.items() if k not in DOTENV_REFUSED}
     text = render("dotenv", secrets, _names(secrets))
     expected = {env_name(user): value for user, value in secrets.items()}
     assert dict(dotenv_values(stream=io.StringIO(text))) == expected
     assert parse_dotenv(text) == expected
+    assert "${" not in text  # nothing a reader's environment could change
+
+
+@pytest.mark.parametrize("user", sorted(DOTENV_REFUSED))
+def test_dotenv_refuses_naming_the_variable_and_the_way_out(user: str) -> None:
+    secrets = {user: NASTY[user]}
+    with pytest.raises(CloudChainError, match=re.escape(DOTENV_REFUSED[user])) as info:
+        render("dotenv", secrets, _names(secrets))
+    assert env_name(user) in str(info.value)
+    assert "--format env or --format json" in str(info.value)
+    assert NASTY[user] not in str(info.value)
 
 
 def test_backtick_alone_is_single_quoted_in_dotenv() -> None:
@@ -102,7 +114,13 @@ def test_any_dotenv_value_we_write_reads_back_in_python_dotenv(value: str) -> No
     try:
         text = render("dotenv", {"u": value}, {"u": "U"})
     except CloudChainError:
-        assert "`" in value or "\r" in value
+        # The documented rule (cloudchain.envfile), and nothing else, refuses a value.
+        quoted = "'" in value or "\\" in value
+        assert (
+            "\r" in value
+            or "${" in value
+            or (quoted and ("$" in value or "`" in value or value.endswith("\\")))
+        )
         return
     assert dotenv_values(stream=io.StringIO(text)) == {"U": value}
     assert parse_dotenv(text) == {"U": value}

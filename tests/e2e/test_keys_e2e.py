@@ -101,7 +101,7 @@ def test_key_rotation_acceptance(emulator: Emulator) -> None:
 
         rotated = emulator.run("--reencrypt", "--key-alias", "alias/key-b")
         assert rotated.code == 0, rotated.err
-        assert rotated.err.endswith("re-encrypted 2, already current 0, failed 0\n")
+        assert "\ncchain: re-encrypted 2, already current 0, failed 0\n" in "\n" + rotated.err
         kms.disable_key(KeyId=key_a)
 
         for n, value in enumerate(versions, start=1):
@@ -109,7 +109,7 @@ def test_key_rotation_acceptance(emulator: Emulator) -> None:
             assert (read.code, read.out) == (0, value), read.err
         assert through.run("-u", "bob", "-e", "web", "--read").raw_out == b"\x00bin"
     again = emulator.run("--reencrypt", "--key-alias", "alias/key-b")
-    assert again.err.endswith("re-encrypted 0, already current 2, failed 0\n")
+    assert "cchain: re-encrypted 0, already current 2, failed 0\n" in again.err
 
 
 def test_legacy_rows_through_the_cli_before_and_after_reencrypt(emulator: Emulator) -> None:
@@ -135,7 +135,7 @@ def test_legacy_rows_through_the_cli_before_and_after_reencrypt(emulator: Emulat
     for user in contexts:
         assert emulator.run("-u", user, "-e", "old", "--read").out == f"legacy {user}\n"
     result = emulator.run("--reencrypt", "-e", "old")
-    assert result.err.endswith("re-encrypted 3, already current 0, failed 0\n")
+    assert "cchain: re-encrypted 3, already current 0, failed 0\n" in result.err
     assert emulator.run("-l", "-e", "old").out == "old\t0.x\nold\tnone\nold\trow\n"
     # The README's AWS CLI recipe on a formerly legacy row: get-item, base64 -d, kms decrypt.
     item = dynamodb.get_item(

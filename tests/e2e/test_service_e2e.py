@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
-from helpers import KEY_ALIAS, NASTY_VALUES
-from support import Emulator
+from faultproxy import FaultProxy
+from helpers import DOTENV_REFUSED, KEY_ALIAS, NASTY_VALUES
+from support import BIN, Emulator
 
 from cloudchain import CloudChain
 from cloudchain.envfile import env_name
@@ -21,8 +22,7 @@ pytestmark = pytest.mark.e2e
 
 NASTY = NASTY_VALUES
 EXPECTED_ENV = {env_name(user): value for user, value in NASTY.items()}
-# dotenv refuses a carriage return (python-dotenv's file reading turns it into a newline).
-DOTENV_SAFE = {user: value for user, value in NASTY.items() if "\r" not in value}
+DOTENV_SAFE = {user: value for user, value in NASTY.items() if user not in DOTENV_REFUSED}
 EXPECTED_DOTENV = {env_name(user): value for user, value in DOTENV_SAFE.items()}
 PRINT_ENV = "import json, os, sys; print(json.dumps({k: os.environ.get(k) for k in sys.argv[1:]}))"
 
@@ -69,7 +69,7 @@ def test_export_dotenv_reads_back_in_python_dotenv_sh_and_bash(
         assert _read_back_in_shell(shell, "set -a; .", path, EXPECTED_DOTENV) == EXPECTED_DOTENV
     refused = nasty.run("-e", "app", "--export", "--format", "dotenv")
     assert (refused.code, refused.out) == (1, "")
-    assert "CRLF holds a carriage return" in refused.err
+    assert "cannot be written as dotenv" in refused.err
 
 
 def test_export_env_evals_exactly_in_sh_and_bash(nasty: Emulator, tmp_path: Path) -> None:
@@ -192,3 +192,164 @@ def test_import_with_an_invalid_entry_writes_nothing(emulator: Emulator) -> None
     assert result.code == 2
     assert "app/empty" in result.err
     assert _chain(emulator).export("app") == {}
+
+
+# -- a secret's name must not take over the process ---------------------------------------------
+
+
+def test_a_secret_named_path_cannot_choose_the_command_exec_runs(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    marker = tmp_path / "trap-ran"
+    (trap / "id").write_text(f"#!/bin/sh\ntouch {marker}\n")
+    (trap / "id").chmod(0o755)
+    _chain(emulator).import_secrets("ex", {"path": str(trap), "token": "t"})
+    refused = emulator.run("-e", "ex", "--pristine", "--exec", "--", "id")
+    assert refused.code == 2
+    assert "secret 'path' of service ex would set PATH" in refused.err
+    assert refused.out == "" and not marker.exists()
+    # Allowed explicitly, PATH reaches the child, but the command was found with ours.
+    allowed = emulator.run(
+        "-e", "ex", "--pristine", "--allow-env", "PATH", "--exec", "--", "id", "-u"
+    )
+    assert allowed.code == 0, allowed.err
+    assert allowed.out.strip().isdigit()
+    assert not marker.exists()
+    shown = emulator.run(
+        "-e", "ex", "--allow-env", "PATH", "--exec", "--", "sh", "-c", "echo $PATH"
+    )
+    assert (shown.code, shown.out) == (0, f"{trap}\n")
+
+
+def test_an_environment_too_large_for_exec_is_one_line_naming_the_largest(
+    emulator: Emulator,
+) -> None:
+    # Each value fits one environment string; together they pass the kernel's ARG_MAX.
+    _chain(emulator).import_secrets(
+        "big", {f"part{n:02d}": chr(65 + n) * (100_000 + n) for n in range(24)}
+    )
+    result = emulator.run("-e", "big", "--exec", "--", "true")
+    assert result.code == 1
+    assert result.err.count("\n") == 1
+    assert "too large for the system (E2BIG); the largest secret variable is PART23" in result.err
+
+
+# -- dotenv: no name and no variable in the reader's environment changes a value -----------------
+
+HOSTILE_READER_ENV = {
+    "CCHAIN_LITERAL_DOLLAR": "HIJACKED",
+    "CCHAIN_NOTHING": "HIJACKED",
+    "HOME": "HIJACKED",
+    "X": "HIJACKED",
+}
+LOAD_DOTENV = (
+    "import json, os, sys\nfrom dotenv import load_dotenv\nload_dotenv(sys.argv[1])\n"
+    "print(json.dumps({k: os.environ.get(k) for k in sys.argv[2:]}))"
+)
+
+
+def test_dotenv_reads_back_exactly_whatever_the_reader_environment_holds(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    secrets = {**DOTENV_SAFE, "cchain_literal_dollar": "$", "cchain_nothing": "x"}
+    _chain(emulator).import_secrets("safe", secrets)
+    expected = {env_name(user): value for user, value in secrets.items()}
+    path = tmp_path / "app.env"
+    result = emulator.run("-e", "safe", "--export", "--format", "dotenv", "-o", str(path))
+    assert result.code == 0, result.err
+    assert "${" not in path.read_text()
+    env = {"PATH": os.environ["PATH"], **HOSTILE_READER_ENV}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in HOSTILE_READER_ENV.items():
+            patch.setenv(name, value)
+        assert dict(dotenv_values(path)) == expected
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_DOTENV, str(path), *expected],
+        capture_output=True, text=True, check=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    # load_dotenv leaves variables that are already set alone, by design: those two say nothing
+    # about how it decodes the file.
+    kept = {k: v for k, v in json.loads(loaded.stdout).items() if k not in HOSTILE_READER_ENV}
+    assert kept == {k: v for k, v in expected.items() if k not in HOSTILE_READER_ENV}
+    for shell in ("sh", "bash"):
+        proc = subprocess.run(
+            [shell, "-c", 'set -a; . "$1"; shift; exec "$@"', shell, str(path), sys.executable,
+             "-c", PRINT_ENV, *expected],
+            capture_output=True, text=True, check=True, env=env,
+        )  # fmt: skip
+        assert json.loads(proc.stdout) == expected, shell
+    copied = emulator.run("-e", "copy", "--import", str(path), env=HOSTILE_READER_ENV)
+    assert copied.code == 0, copied.err
+    assert _chain(emulator).export("copy") == expected
+    # A value that dotenv can only write through a variable is refused, not written so.
+    _chain(emulator).import_secrets("mixed", {"price": "it's $5", "cchain_literal_dollar": "x"})
+    refused = emulator.run("-e", "mixed", "--export", "--format", "dotenv")
+    assert (refused.code, refused.out) == (1, "")
+    assert "PRICE cannot be written as dotenv" in refused.err
+
+
+# -- -o FILE on special files --------------------------------------------------------------------
+
+
+def test_output_to_dev_stdout_and_a_process_substitution_write_through(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    _chain(emulator).import_secrets("app", {"token": "t0ken"})
+    assert os.path.islink("/dev/stdout"), "this machine's /dev/stdout was already replaced"
+    before = sorted(os.listdir("/dev"))
+    to_stdout = emulator.run("-e", "app", "--export", "--format", "env", "-o", "/dev/stdout")
+    assert to_stdout.code == 0, to_stdout.err
+    assert to_stdout.out == "export TOKEN='t0ken'\n"
+    assert sorted(os.listdir("/dev")) == before
+    assert os.path.islink("/dev/stdout")
+    copy = tmp_path / "copy.env"
+    substituted = subprocess.run(
+        ["bash", "-c", f'cchain -e app --export --format env -o >(cat > "{copy}"); wait'],
+        capture_output=True, text=True, env={**emulator.env, "PATH": f"{BIN}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    assert substituted.returncode == 0, substituted.stderr
+    assert copy.read_text() == "export TOKEN='t0ken'\n"
+
+
+# -- import: partial failures ------------------------------------------------------------------
+
+
+def test_an_import_that_fails_part_way_says_what_was_not_written_and_a_rerun_finishes(
+    emulator: Emulator,
+) -> None:
+    entries = {f"k{n:02d}": f"v{n}" for n in range(12)}
+
+    def deny_k07(operation: str, count: int, body: bytes) -> str:
+        return "denied" if operation == "PutItem" and b'"k07"' in body else "forward"
+
+    with FaultProxy(int(emulator.url.rsplit(":", 1)[1]), deny_k07) as proxy:
+        failed = emulator.run(
+            "-e", "imp", "--import", "-", "--max-workers", "2", stdin=json.dumps(entries),
+            env={"CLOUDCHAIN_ENDPOINT_URL": proxy.url},
+        )  # fmt: skip
+    assert failed.code == 1
+    err = failed.err.splitlines()
+    assert len(err) == 1 and err[0].startswith("cchain: error: import into imp stopped: ")
+    assert "imp/k07" in err[0] and "access denied" in err[0]
+    written = {e.user for e in _chain(emulator).list("imp")}
+    not_written = {line.split("\t")[1] for line in failed.out.splitlines()}
+    assert all(line.startswith("not-written\t") for line in failed.out.splitlines())
+    assert "k07" in not_written and written | not_written == set(entries)
+    assert not written & not_written
+    assert len(written) < len(entries)
+    rerun = emulator.run("-e", "imp", "--import", "-", stdin=json.dumps(entries))
+    assert rerun.code == 0, rerun.err
+    assert f"{len(not_written)} created, 0 changed, {len(written)} unchanged" in rerun.err
+    assert _chain(emulator).export("imp") == entries
+
+
+def test_save_from_an_endless_stdin_stops_at_its_limit(emulator: Emulator) -> None:
+    proc = subprocess.run(
+        ["bash", "-c", "yes | cchain -u u -e s --save -"],
+        capture_output=True, text=True, timeout=30,
+        env={**emulator.env, "PATH": f"{BIN}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    assert "cchain: error: the secret on standard input is over the limit" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,164 @@
+"""What a command module declares (its actions and options), the exit codes, the shared
+configuration flags, and the Invocation a handler receives. Below cli.py and every command
+module, so neither imports the other.
+
+Nothing here imports the AWS stack: building the parser, and the agent fast path, must not.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..chain import CloudChain
+
+PROG = "cchain"
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+EXIT_CANNOT_EXECUTE = 126
+EXIT_COMMAND_NOT_FOUND = 127
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+# Marks `--save` given without a value: read stdin, or prompt on a terminal.
+FROM_STDIN_OR_PROMPT = "\0from-stdin-or-prompt"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that bulk work stops as it does on Ctrl-C."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One flag: its names, help and argparse settings (default: a switch)."""
+
+    flags: tuple[str, ...]
+    help: str
+    kwargs: dict[str, Any] = field(default_factory=lambda: {"action": "store_true"})
+
+    @property
+    def dest(self) -> str:
+        """The attribute of the parsed arguments that holds it."""
+        if "dest" in self.kwargs:
+            return str(self.kwargs["dest"])
+        return self.flag[2:].replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        """The long flag, for messages."""
+        return next(f for f in self.flags if f.startswith("--"))
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action (exactly one is chosen per run): its flag, the handler that runs it, what it
+    needs named, and the options (by destination) that go with it."""
+
+    name: str
+    flags: tuple[str, ...]
+    help: str
+    run: Callable[[Invocation], int]
+    # What it needs named: "row" (-u and -e), "service" (-e), or "" (nothing).
+    needs: str = ""
+    accepts: tuple[str, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=lambda: {"action": "store_true"})
+
+    @property
+    def option(self) -> Option:
+        """The action's own flag, as an option."""
+        return Option(self.flags, self.help, self.kwargs)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A command module's declarations: one titled section of `cchain --help`."""
+
+    title: str
+    actions: tuple[Action, ...] = ()
+    options: tuple[Option, ...] = ()
+
+
+# CLI flag destination -> Config field, for the flags that configure the CloudChain.
+CONFIG_FLAGS = {
+    "region": "region_name",
+    "endpoint_url": "endpoint_url",
+    "kms_endpoint_url": "kms_endpoint_url",
+    "table": "tablename",
+    "key_alias": "keyalias",
+    "profile": "profile_name",
+    "history_size": "history_size",
+    "max_workers": "max_workers",
+    "connect_timeout": "connect_timeout",
+    "read_timeout": "read_timeout",
+    "max_attempts": "max_attempts",
+    "allow_legacy": "allow_legacy",
+}
+
+CONFIGURATION = Section(
+    "configuration (flag > environment > file > default)",
+    options=(
+        Option(("--config",), "config file (default ~/.cchainrc)", {"metavar": "PATH"}),
+        Option(("--region",), "AWS region", {"metavar": "REGION"}),
+        Option(("--endpoint-url",), "DynamoDB endpoint", {"metavar": "URL"}),
+        Option(("--kms-endpoint-url",), "KMS endpoint", {"metavar": "URL"}),
+        Option(("--table",), "DynamoDB table (default safedb)", {"metavar": "TABLE"}),
+        Option(("--key-alias",), "KMS key alias used for saving", {"metavar": "ALIAS"}),
+        Option(("--profile",), "AWS profile from ~/.aws/config", {"metavar": "PROFILE"}),
+        Option(
+            ("--history-size",),
+            "versions a new secret keeps (default 10); with --save, what that secret keeps from now on",
+            {"type": int, "metavar": "N"},
+        ),
+        Option(("--max-workers",), "parallel calls (default 16)", {"type": int, "metavar": "N"}),
+        Option(
+            ("--connect-timeout",),
+            "seconds to connect (default 3)",
+            {"type": float, "metavar": "S"},
+        ),
+        Option(
+            ("--read-timeout",),
+            "seconds to wait for a reply (default 10)",
+            {"type": float, "metavar": "S"},
+        ),
+        Option(
+            ("--max-attempts",),
+            "attempts per AWS call (default 5)",
+            {"type": int, "metavar": "N"},
+        ),
+        Option(
+            ("--no-legacy",),
+            "refuse legacy rows, not bound to their row (allow_legacy = false)",
+            {"dest": "allow_legacy", "action": "store_const", "const": False},
+        ),
+    ),
+)
+
+
+@dataclass
+class Invocation:
+    """One run of cchain: the parsed arguments, the command after --exec, and the CloudChain
+    they configure, built on first use (so actions that need none never import botocore)."""
+
+    args: argparse.Namespace
+    command: list[str] | None = None
+    _chain: CloudChain | None = field(default=None, repr=False)
+
+    def overrides(self) -> dict[str, Any]:
+        """The configuration given as flags, by Config field."""
+        return {field: getattr(self.args, flag) for flag, field in CONFIG_FLAGS.items()}
+
+    @property
+    def chain(self) -> CloudChain:
+        """The CloudChain for the file, environment and flags."""
+        if self._chain is None:
+            from ..chain import CloudChain
+
+            self._chain = CloudChain.from_config(self.args.config, **self.overrides())
+        return self._chain
