@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 
 import pytest
 from dotenv import dotenv_values
@@ -164,3 +165,19 @@ def test_parse_import_detects_json_and_dotenv() -> None:
 def test_bad_json_import_is_a_validation_error(text: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         parse_import(text, "json")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "A=" + " " * 40_000 + "x",  # quadratic for the regex \\s+#.* that parsed comments
+        "A=" + "a " * 500_000 + "# comment",
+        "A=" + "${" * 500_000,  # quadratic for a regex expanding ${NAME}
+        'A="' + "x" * 1_000_000 + '"',
+        "A='" + "\\'" * 500_000 + "'",
+    ],
+)
+def test_parsing_takes_linear_time_on_a_one_megabyte_line(line: str) -> None:
+    started = time.perf_counter()
+    parse_dotenv(line + "\n")
+    assert time.perf_counter() - started < 1.0

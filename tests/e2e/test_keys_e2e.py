@@ -134,9 +134,21 @@ def test_legacy_rows_through_the_cli_before_and_after_reencrypt(emulator: Emulat
     )
     for user in contexts:
         assert emulator.run("-u", user, "-e", "old", "--read").out == f"legacy {user}\n"
+        refused = emulator.run("-u", user, "-e", "old", "--read", "--no-legacy")
+        assert (refused.code, refused.out) == (1, "")
+        assert f"old/{user} version 1 in table 'safedb' is a legacy row" in refused.err
+        assert "--reencrypt" in refused.err
+    strict = emulator.run("-u", "row", "-e", "old", "--read", env={"CLOUDCHAIN_ALLOW_LEGACY": "0"})
+    assert strict.code == 1
     result = emulator.run("--reencrypt", "-e", "old")
     assert "cchain: re-encrypted 3, already current 0, failed 0\n" in result.err
+    assert "no legacy rows are left in service old" in result.err
     assert emulator.run("-l", "-e", "old").out == "old\t0.x\nold\tnone\nold\trow\n"
+    for user in contexts:
+        read = emulator.run("-u", user, "-e", "old", "--read", "--no-legacy")
+        assert read.out == f"legacy {user}\n"
+    whole = emulator.run("--reencrypt")
+    assert "allow_legacy = false (--no-legacy) is safe to set" in whole.err
     # The README's AWS CLI recipe on a formerly legacy row: get-item, base64 -d, kms decrypt.
     item = dynamodb.get_item(
         TableName="safedb", Key={"Service": {"S": "old"}, "Username": {"S": "0.x"}}
