@@ -13,7 +13,15 @@ VERSION = re.search(
 # moto's `server` extra pulls in cfn-lint, docker, xray and more for services we never emulate;
 # these are exactly what its server needs to serve DynamoDB, KMS and STS, at half the install.
 LOCAL = ["moto[dynamodb,kms]>=5.0", "flask", "flask-cors"]
-TEST = [*LOCAL, "pytest>=7", "hypothesis>=6", "python-dotenv>=1.0", "ruff>=0.6", "mypy>=1.10"]
+TEST = [
+    *LOCAL,
+    "pytest>=7",
+    "pytest-xdist>=3",
+    "hypothesis>=6",
+    "python-dotenv>=1.0",
+    "ruff>=0.6",
+    "mypy>=1.10",
+]
 
 setup(
     name="cloudchain",
