@@ -19,6 +19,8 @@ TEST = [
     "pytest-xdist>=3",
     "hypothesis>=6",
     "python-dotenv>=1.0",
+    # The real AWS CLI, for the README's recovery recipe: a reader none of our code touches.
+    "awscli>=1.29",
     "ruff>=0.6",
     "mypy>=1.10",
 ]

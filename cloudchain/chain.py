@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .cache import SecretCache
 from .calls import AwsCalls
 from .clients import Clients
 from .config import DEFAULT_TABLE, RETRY_MODES, Config, load_config
-from .errors import CloudChainConfigError
+from .diff import compare as compare_versions
+from .errors import CloudChainConfigError, SecretNotFoundError
+from .identity import CallerIdentity
 from .results import (
+    Deleted,
     Entry,
     ImportResult,
     ReencryptResult,
     Secret,
     SetupResult,
+    VersionDiff,
     VersionInfo,
     secret_value,
 )
@@ -31,19 +35,24 @@ from .service_ops import ServiceOperations
 from .store import SecretStore
 from .validation import (
     check_choice,
+    check_comment,
     check_new_row,
     check_row,
     check_seconds,
+    check_tag_key,
+    check_tags,
     check_version,
     check_whole,
     secret_bytes,
 )
+from .writer import RowWriter, Why
 
 if TYPE_CHECKING:
     import boto3
 
 
 _DEFAULTS = Config()
+T = TypeVar("T")
 
 
 class CloudChain:
@@ -68,6 +77,7 @@ class CloudChain:
         stale_if_error: float = _DEFAULTS.stale_if_error,
         cache_max_entries: int = _DEFAULTS.cache_max_entries,
         allow_legacy: bool = _DEFAULTS.allow_legacy,
+        recovery_days: int = _DEFAULTS.recovery_days,
         session: boto3.Session | None = None,
     ) -> None:
         self.config = Config(
@@ -87,14 +97,17 @@ class CloudChain:
             stale_if_error=check_seconds(stale_if_error, "stale_if_error", zero_ok=True),
             cache_max_entries=check_whole(cache_max_entries, "cache_max_entries"),
             allow_legacy=bool(allow_legacy),
+            recovery_days=check_whole(recovery_days, "recovery_days"),
         )
         c = self.config
         self._clients = Clients(c, session)
-        self._store = SecretStore(
-            self._clients,
-            c.tablename,
+        self._store = SecretStore(self._clients, c.tablename, allow_legacy=c.allow_legacy)
+        self._identity = CallerIdentity(lambda: self._clients.get("sts", quick=True))
+        self._writer = RowWriter(
+            self._store,
+            saved_by=self._identity.arn,
             history_size=c.history_size,
-            allow_legacy=c.allow_legacy,
+            recovery_days=c.recovery_days,
             # A write that keeps losing races retries for as long as a reply may take.
             conflict_deadline=c.read_timeout,
         )
@@ -105,7 +118,7 @@ class CloudChain:
             else None
         )
         self._service = ServiceOperations(
-            c, self._store, self._aws, self._clients, self._require_key, self._forget
+            c, self._store, self._writer, self._aws, self._clients, self._require_key, self._forget
         )
 
     @classmethod
@@ -152,6 +165,15 @@ class CloudChain:
         if self._cache is not None:
             self._cache.forget_row(self.config.tablename, service, user)
 
+    def _writing(self, doing: str, service: str, user: str, call: Callable[[], T]) -> T:
+        """Run a write: who is writing is asked of STS meanwhile, errors are translated, and
+        the row is dropped from the cache whatever happens."""
+        self._identity.prefetch()
+        try:
+            return self._aws(doing, call)
+        finally:
+            self._forget(service, user)
+
     # -- one secret ----------------------------------------------------------------------------
 
     def save(
@@ -162,6 +184,9 @@ class CloudChain:
         *,
         expect_version: int | None = None,
         history_size: int | None = None,
+        comment: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        untag: Collection[str] = (),
     ) -> int:
         """Save secret as a new version of service/user and return its version number.
 
@@ -169,7 +194,8 @@ class CloudChain:
         secret does not exist yet); otherwise raise VersionConflictError and write nothing.
         A str is stored as text and bytes as bytes, and each reads back as what it was.
         history_size changes how many versions this secret keeps from now on; without it,
-        the secret keeps what it recorded (a new one: the configured history_size).
+        the secret keeps what it recorded (a new one: the configured history_size). comment
+        says why, in the version; tags are set, and untag removed, on the secret.
         """
         service, user = check_new_row(service, user)
         plaintext, binary = secret_bytes(secret, service, user)
@@ -177,26 +203,22 @@ class CloudChain:
             check_version(expect_version, minimum=0)
         if history_size is not None:
             check_whole(history_size, "history_size")
+        why = Why("save", check_comment(comment))
+        tags, untag = check_tags(tags), [check_tag_key(k) for k in untag]
         key = self._require_key(service)
-        try:
-            return self._aws(
-                f"cannot save {service}/{user} with key {key} in",
-                lambda: self._store.save(
-                    service,
-                    user,
-                    plaintext,
-                    key,
-                    expect_version=expect_version,
-                    binary=binary,
-                    history_size=history_size,
-                ),
-            )
-        finally:
-            self._forget(service, user)
+        return self._writing(
+            f"cannot save {service}/{user} with key {key} in",
+            service,
+            user,
+            lambda: self._writer.save(
+                service, user, plaintext, key, expect_version=expect_version, binary=binary,
+                history_size=history_size, why=why, tags=tags, untag=untag,
+            ),
+        )  # fmt: skip
 
     def read(self, service: str, user: str, version: int | None = None) -> Secret:
         """Return the secret of service/user (latest, or the given version): str, or bytes
-        when it was saved as bytes."""
+        when it was saved as bytes. A deleted secret reads as absent, every version of it."""
         service, user = check_row(service, user)
         if version is not None:
             check_version(version)
@@ -213,54 +235,157 @@ class CloudChain:
         return self._cache.get((self.config.tablename, service, user, version), fetch)
 
     def history(self, service: str, user: str) -> builtins.list[VersionInfo]:
-        """Return the retained versions of service/user, newest first; decrypts nothing."""
+        """Return the retained versions of service/user, newest first, with who made each,
+        when, how and why; decrypts nothing."""
         service, user = check_row(service, user)
         item = self._aws(
             f"cannot read the history of {service}/{user} from",
             lambda: self._store.load(service, user),
         )
-        return [VersionInfo(version=v.version, saved_at=v.saved_at) for v in item.versions]
+        return [
+            VersionInfo(v.version, v.saved_at, v.saved_by, v.action, v.comment)
+            for v in item.versions
+        ]
 
-    def rollback(self, service: str, user: str, version: int) -> int:
+    def rollback(self, service: str, user: str, version: int, *, comment: str | None = None) -> int:
         """Save version's value of service/user as a new version and return its number."""
         service, user = check_row(service, user)
         check_version(version)
+        why = Why("rollback", check_comment(comment))
         key = self._require_key(service)
 
         def roll() -> int:
             plaintext, binary = self._store.plaintext(service, user, version)
-            return self._store.save(service, user, plaintext, key, binary=binary)
+            return self._writer.save(service, user, plaintext, key, binary=binary, why=why)
 
-        try:
-            return self._aws(f"cannot roll back {service}/{user} to version {version} in", roll)
-        finally:
-            self._forget(service, user)
+        return self._writing(
+            f"cannot roll back {service}/{user} to version {version} in", service, user, roll
+        )
 
-    def delete(self, service: str, user: str) -> None:
-        """Delete the secret of service/user with every version."""
+    def delete(self, service: str, user: str, *, comment: str | None = None) -> Deleted:
+        """Delete the secret of service/user, recoverably for recovery_days: reads treat it
+        as absent, undelete() restores it, purge() destroys it at once."""
         service, user = check_row(service, user)
-        try:
-            self._aws(
-                f"cannot delete {service}/{user} from", lambda: self._store.delete(service, user)
+        why = Why("delete", check_comment(comment))
+        return self._writing(
+            f"cannot delete {service}/{user} from",
+            service,
+            user,
+            lambda: self._writer.delete(service, user, why),
+        )
+
+    def undelete(self, service: str, user: str, *, comment: str | None = None) -> int:
+        """Restore a deleted secret's last value as a new version and return its number."""
+        service, user = check_row(service, user)
+        why = Why("undelete", check_comment(comment))
+        key = self._require_key(service)
+
+        def restore() -> int:
+            item = self._store.load(service, user)
+            last = next((v for v in item.history if not v.deleted), None)
+            if not item.deleted or last is None:
+                raise SecretNotFoundError(f"no deleted secret {service}/{user} to restore")
+            plaintext, binary = self._store.decrypt(service, user, last)
+            return self._writer.save(
+                service, user, plaintext, key, binary=binary, why=why, only_if_deleted=True
             )
-        finally:
-            self._forget(service, user)
+
+        return self._writing(f"cannot undelete {service}/{user} in", service, user, restore)
+
+    def purge(self, service: str, user: str, *, force: bool = False) -> None:
+        """Delete the secret of service/user for good, every version, at once: only a deleted
+        one, unless force."""
+        service, user = check_row(service, user)
+        self._writing(
+            f"cannot purge {service}/{user} from",
+            service,
+            user,
+            lambda: self._writer.purge(service, user, force),
+        )
+
+    def tags(self, service: str, user: str) -> dict[str, str]:
+        """Return the tags of service/user."""
+        service, user = check_row(service, user)
+        return self._aws(
+            f"cannot read the tags of {service}/{user} from",
+            lambda: self._store.load_secret(service, user).tags,
+        )
+
+    def set_tags(
+        self,
+        service: str,
+        user: str,
+        tags: Mapping[str, str] | None = None,
+        untag: Collection[str] = (),
+    ) -> dict[str, str]:
+        """Set tags on, and remove untag from, service/user without a new version; return
+        its tags."""
+        service, user = check_row(service, user)
+        tags, untag = check_tags(tags), [check_tag_key(k) for k in untag]
+        return self._writing(
+            f"cannot tag {service}/{user} in",
+            service,
+            user,
+            lambda: self._writer.set_tags(service, user, tags, untag),
+        )
+
+    def diff(
+        self,
+        service: str,
+        user: str,
+        from_version: int | None = None,
+        to_version: int | None = None,
+    ) -> VersionDiff:
+        """Compare two versions without returning either value: by default the previous
+        version against the current one; with from_version alone, that one against the
+        current one."""
+        service, user = check_row(service, user)
+        for version in (from_version, to_version):
+            if version is not None:
+                check_version(version)
+
+        def compare() -> VersionDiff:
+            item = self._store.load_secret(service, user)
+            newer = self._store.version_of(item, to_version)
+            if from_version is None:
+                older = next((v for v in item.versions if v.version < newer.version
+                              and not v.deleted), None)  # fmt: skip
+                if older is None:
+                    raise SecretNotFoundError(
+                        f"{service}/{user} in table '{self.config.tablename}' retains no "
+                        f"version before {newer.version}"
+                    )
+            else:
+                older = self._store.version_of(item, from_version)
+            old, old_binary = self._store.decrypt(service, user, older)
+            new, new_binary = self._store.decrypt(service, user, newer)
+            binary = old_binary or new_binary
+            return compare_versions(older.version, old, newer.version, new, binary)
+
+        return self._aws(f"cannot compare versions of {service}/{user} in", compare)
 
     # -- many secrets --------------------------------------------------------------------------
 
-    def list(self, service: str | None = None) -> Iterator[Entry]:
-        """Yield every stored secret's name, or one service's, sorted; never reads values."""
-        where = f" of service {service}" if service else ""
-        rows = self._aws(f"cannot list secrets{where} in", lambda: self._store.summaries(service))
-        return (Entry(service=r.service, user=r.user, legacy=r.legacy) for r in rows)
+    def list(
+        self,
+        service: str | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        deleted: bool = False,
+    ) -> Iterator[Entry]:
+        """Yield every secret's name and tags, or one service's, sorted; never reads values
+        and never calls KMS. tags: only secrets with all of them. deleted: only deleted
+        secrets (with when, by whom, and until when they can be restored), instead of none."""
+        return self._service.list(service, tags=tags, deleted=deleted)
 
-    def export(self, service: str) -> dict[str, Secret]:
-        """Return every current secret of service, keyed by user, sorted.
+    def export(self, service: str, *, tags: Mapping[str, str] | None = None) -> dict[str, Secret]:
+        """Return every current secret of service (with all of tags, if given), keyed by
+        user, sorted.
 
         One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
         naming it and return nothing.
         """
-        return self._service.export(service)
+        return self._service.export(service, tags=tags)
 
     def import_secrets(
         self,
@@ -269,6 +394,7 @@ class CloudChain:
         dry_run: bool = False,
         *,
         progress: Callable[[str, str], None] | None = None,
+        comment: str | None = None,
     ) -> ImportResult:
         """Save each {user: secret} whose value differs from the current one, in parallel.
 
@@ -276,8 +402,12 @@ class CloudChain:
         entry equal to the current value is left alone, so it gets no new version.
         progress(user, outcome) is called as each entry is settled. If a write fails, the
         writes not yet started are cancelled and IncompleteImportError says which landed.
+        Each new version records the action "import" and comment.
         """
-        return self._service.import_secrets(service, mapping, dry_run, progress=progress)
+        self._identity.prefetch()
+        return self._service.import_secrets(
+            service, mapping, dry_run, progress=progress, comment=comment
+        )
 
     def reencrypt(
         self,
@@ -301,7 +431,8 @@ class CloudChain:
         return self._service.policy(service, access, account=account, key_arn=key_arn)
 
     def setup(self, create_key: bool = False) -> SetupResult:
-        """Create the table if missing and, with create_key, the KMS key behind the alias."""
+        """Create the table if missing, with TTL on ExpiresAt (deleted secrets expire), and,
+        with create_key, the KMS key behind the alias."""
         key_created = False
         if create_key:
             alias = self.config.keyalias
@@ -314,4 +445,5 @@ class CloudChain:
                 f"cannot create KMS key {alias} for", lambda: self._store.ensure_key(alias)
             )
         table_created = self._aws("cannot create", self._store.ensure_table)
-        return SetupResult(table_created=table_created, key_created=key_created)
+        ttl_enabled = self._aws("cannot enable TTL on", self._store.ensure_ttl)
+        return SetupResult(table_created, key_created, ttl_enabled)

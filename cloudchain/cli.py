@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _given(value: object) -> bool:
     # Identity, not equality: --rollback 0 and --expect-version 0 are given (0 == False).
-    return value is not None and value is not False and value != "" and value != []
+    return value is not None and value is not False and value != ""
 
 
 def _split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:

@@ -22,16 +22,20 @@ class Clients:
         self._config = config
         self._session = session
         self._botocore: Any = None  # built once when no boto3.Session was injected
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, service_name: str) -> Any:
-        """Return the client for an AWS service, building it the first time."""
+    def get(self, service_name: str, *, quick: bool = False) -> Any:
+        """Return the client for an AWS service, building it the first time.
+
+        quick: for a question whose answer is optional (who is calling), short timeouts and
+        two attempts, so that an unreachable service costs seconds, not minutes.
+        """
         with self._lock:
-            client = self._clients.get(service_name)
+            client = self._clients.get((service_name, quick))
             if client is None:
-                client = self._build(service_name)
-                self._clients[service_name] = client
+                client = self._build(service_name, quick)
+                self._clients[(service_name, quick)] = client
             return client
 
     def endpoint_for(self, service_name: str) -> str | None:
@@ -60,16 +64,19 @@ class Clients:
             chain_region = self._botocore_session().get_config_variable("region")
         return str(chain_region or DEFAULT_REGION)
 
-    def _build(self, service_name: str) -> Any:
+    def _build(self, service_name: str, quick: bool = False) -> Any:
         from botocore.config import Config as BotoConfig
 
         c = self._config
         boto_config = BotoConfig(
-            connect_timeout=c.connect_timeout,
-            read_timeout=c.read_timeout,
+            connect_timeout=min(c.connect_timeout, 2.0) if quick else c.connect_timeout,
+            read_timeout=min(c.read_timeout, 3.0) if quick else c.read_timeout,
             # total_max_attempts counts the first try, as AWS_MAX_ATTEMPTS does; botocore's
             # "max_attempts" would count retries only, one call more than configured.
-            retries={"mode": c.retry_mode, "total_max_attempts": c.max_attempts},
+            retries={
+                "mode": c.retry_mode,
+                "total_max_attempts": min(c.max_attempts, 2) if quick else c.max_attempts,
+            },
             # One pooled connection per worker thread, so parallel calls never queue for one.
             max_pool_connections=max(10, c.max_workers),
         )

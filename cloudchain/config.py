@@ -115,6 +115,9 @@ SETTINGS: dict[str, Setting] = {
         "CLOUDCHAIN_CACHE_MAX_ENTRIES", "cache", "max_entries", _positive_int, top_level=False
     ),
     "allow_legacy": Setting("CLOUDCHAIN_ALLOW_LEGACY", "cloudchain", "allow_legacy", _boolean),
+    "recovery_days": Setting(
+        "CLOUDCHAIN_RECOVERY_DAYS", "cloudchain", "recovery_days", _positive_int
+    ),
 }
 
 
@@ -145,6 +148,8 @@ class Config:
     cache_max_entries: int = 1024
     # Whether reference rows (no binding to their row and version) may be read at all.
     allow_legacy: bool = True
+    # How long a deleted secret can be restored, in days, before it is gone for good.
+    recovery_days: int = 30
 
 
 _DEFAULTS = Config()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from .errors import IntegrityError
@@ -23,21 +23,54 @@ def secret_value(plaintext: bytes, binary: bool, where: str) -> Secret:
 
 @dataclass(frozen=True)
 class Entry:
-    """One stored secret's name, without its value."""
+    """One stored secret's name and tags, without its value."""
 
     service: str
     user: str
     # The row records no encryption context yet (written by cloudchain 0.x, the bare
     # reference recipe, or before versions); `cchain --reencrypt` upgrades it.
     legacy: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+    # For a deleted secret: when, by whom, and when it is gone for good (epoch seconds).
+    deleted_at: str | None = None
+    deleted_by: str | None = None
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True)
 class VersionInfo:
-    """One retained version of a secret, without its value."""
+    """One retained version of a secret, without its value: who made it, when, how and why."""
 
     version: int
     saved_at: str | None  # ISO 8601 UTC; None for a value saved before versions existed
+    saved_by: str | None = None  # the caller's ARN; "unknown" when STS did not say
+    action: str | None = None  # save, rollback, import, delete or undelete
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """What a delete did: the version recording it, and when the secret is gone for good."""
+
+    version: int
+    expires_at: int  # epoch seconds
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """How two versions of a secret differ, without either value."""
+
+    from_version: int
+    to_version: int
+    changed: bool
+    from_bytes: int
+    to_bytes: int
+    from_lines: int
+    to_lines: int
+    # Line numbers (1-based) of the newer version that are new or changed; where lines were
+    # only removed, the number of the line that now follows them. Empty for binary secrets.
+    changed_lines: tuple[int, ...]
+    binary: bool
 
 
 @dataclass(frozen=True)
@@ -46,6 +79,7 @@ class SetupResult:
 
     table_created: bool
     key_created: bool
+    ttl_enabled: bool = False  # TTL on ExpiresAt was turned on by this setup
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
-"""Operations over a whole service or table: export, import, re-encryption and IAM policy.
+"""Operations over a whole service or table: list, export, import, re-encryption and IAM
+policy.
 
-ServiceOperations is given what it needs (the configuration, the store, the AWS call wrapper,
-the clients, and two callbacks of CloudChain's: the key alias check and cache invalidation),
-so it reads on its own; CloudChain composes it and exposes its methods.
+ServiceOperations is given what it needs (the configuration, the store and writer, the AWS
+call wrapper, the clients, and two callbacks of CloudChain's: the key alias check and cache
+invalidation), so it reads on its own; CloudChain composes it and exposes its methods.
 """
 
 from __future__ import annotations
 
+import builtins
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .calls import AwsCalls
@@ -16,10 +19,18 @@ from .clients import Clients
 from .config import Config
 from .errors import CloudChainError, IncompleteImportError
 from .parallel import parallel_map
-from .results import ImportResult, ReencryptResult, Secret, secret_value
-from .store import SecretStore
+from .results import Entry, ImportResult, ReencryptResult, Secret, secret_value
+from .store import SecretStore, expired
 from .table import StoredItem
-from .validation import check_choice, check_new_row, check_service, secret_bytes
+from .validation import (
+    check_choice,
+    check_comment,
+    check_new_row,
+    check_service,
+    check_tags,
+    secret_bytes,
+)
+from .writer import RowWriter, Why
 
 # progress(user, event) of an import: first the plan of each entry ("create", "change" or
 # "unchanged"), then "written" as each new version lands.
@@ -33,6 +44,7 @@ class ServiceOperations:
         self,
         config: Config,
         store: SecretStore,
+        writer: RowWriter,
         aws: AwsCalls,
         clients: Clients,
         require_key: Callable[[str], str],
@@ -40,15 +52,39 @@ class ServiceOperations:
     ) -> None:
         self._config = config
         self._store = store
+        self._writer = writer
         self._aws = aws
         self._clients = clients
         self._require_key = require_key
         self._forget = forget
 
-    def export(self, service: str) -> dict[str, Secret]:
-        """Return every current secret of service, keyed by user, sorted."""
+    def list(
+        self, service: str | None, *, tags: Mapping[str, str] | None, deleted: bool
+    ) -> Iterator[Entry]:
+        """Yield the secrets (or the deleted ones) with all of tags, sorted."""
+        if service is not None:
+            service = check_service(service)
+        wanted = check_tags(tags)
+        where = f" of service {service}" if service else ""
+        rows = self._aws(f"cannot list secrets{where} in", lambda: self._store.summaries(service))
+        now = time.time()
+        for row in rows:
+            if row.deleted != deleted or (row.deleted and expired(row.expires_at, now)):
+                continue
+            if any(row.tags.get(k) != v for k, v in wanted.items()):
+                continue
+            when = (row.saved_at, row.saved_by, row.expires_at) if deleted else (None,) * 3
+            yield Entry(row.service, row.user, row.legacy, row.tags, *when)
+
+    def export(self, service: str, *, tags: Mapping[str, str] | None) -> dict[str, Secret]:
+        """Return every current secret of service (with all of tags), keyed by user, sorted."""
         service = check_service(service)
-        items = self._service_items(service)
+        wanted = check_tags(tags)
+        items = [
+            i
+            for i in self._service_items(service)
+            if all(i.tags.get(k) == v for k, v in wanted.items())
+        ]
         plaintexts = parallel_map(self._current_plaintext, items, self._config.max_workers)
         table = self._config.tablename
         return {
@@ -63,9 +99,11 @@ class ServiceOperations:
         dry_run: bool = False,
         *,
         progress: ImportProgress | None = None,
+        comment: str | None = None,
     ) -> ImportResult:
         """Save each {user: secret} whose value differs from the current one, in parallel."""
         service = check_service(service)
+        why = Why("import", check_comment(comment))
         entries = {
             check_new_row(service, user)[1]: secret_bytes(value, service, user)
             for user, value in mapping.items()
@@ -94,7 +132,7 @@ class ServiceOperations:
             try:
                 self._aws(
                     f"cannot save {service}/{user} in",
-                    lambda: self._store.save(service, user, data, key, binary=binary),
+                    lambda: self._writer.save(service, user, data, key, binary=binary, why=why),
                 )
             finally:
                 self._forget(service, user)
@@ -114,7 +152,7 @@ class ServiceOperations:
             ) from err
         return ImportResult(actions=actions, written=tuple(sorted(written)))
 
-    def _service_items(self, service: str) -> list[StoredItem]:
+    def _service_items(self, service: str) -> builtins.list[StoredItem]:
         return self._aws(
             f"cannot query service {service} in", lambda: self._store.service_items(service)
         )
@@ -155,7 +193,7 @@ class ServiceOperations:
             try:
                 moved = self._aws(
                     f"cannot re-encrypt {row[0]}/{row[1]} in",
-                    lambda: self._store.reencrypt(row[0], row[1], alias, key_arn),
+                    lambda: self._writer.reencrypt(row[0], row[1], alias, key_arn),
                 )
                 outcome = "reencrypted" if moved else "current"
             except CloudChainError:

@@ -1,10 +1,7 @@
 """Versioned, encrypted rows of one table: composes crypto (KMS) and table (DynamoDB).
 
-Every write goes through one loop, SecretStore._write: read the row, plan the new item from
-what was read, and write it conditionally on the row's revision. When the condition fails,
-the row is read again: if it carries this write's id, the write had landed and only its reply
-was lost (botocore retried it); otherwise another writer got in first, and the write is
-planned again from the new state, until a deadline.
+SecretStore reads rows, decides how each version may be decrypted (its binding), decrypts,
+and re-binds versions under another key or context; writer.RowWriter writes rows with it.
 
 Below CloudChain: no configuration files, no input checks, no cache and no error translation;
 CloudChain does those around every call made here.
@@ -13,66 +10,39 @@ CloudChain does those around every call made here.
 from __future__ import annotations
 
 import logging
-import random
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Generic, TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from . import crypto, table
 from .clients import Clients
-from .errors import (
-    CloudChainError,
-    IntegrityError,
-    SecretNotFoundError,
-    VersionConflictError,
-    aws_error_code,
-)
+from .errors import IntegrityError, SecretNotFoundError, aws_error_code
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# The longest pause between attempts of a write that lost a race.
-RETRY_CAP = 0.5
+
+def expired(expires_at: int | None, now: float | None = None) -> bool:
+    """Whether a deleted secret's recovery window has passed."""
+    return expires_at is not None and expires_at <= (time.time() if now is None else now)
 
 
-def utc_now() -> str:
-    """Return the current UTC time as recorded in SavedAt."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def new_write_id() -> str:
-    """Return a random id that tells this write apart from every other."""
-    return secrets.token_hex(16)
-
-
-@dataclass(frozen=True)
-class Write(Generic[T]):
-    """A planned write: the new item (None deletes the row) and what to report once it lands."""
-
-    item: dict[str, Any] | None
-    result: T
+def live(item: table.StoredItem | None) -> table.StoredItem | None:
+    """Return the row unless it is a deleted secret past its recovery window: that is gone for
+    every command, even before DynamoDB's TTL removes the item."""
+    if item is not None and item.deleted and expired(item.expires_at):
+        return None
+    return item
 
 
 class SecretStore:
     """Reads, decrypts and writes versioned secrets in one DynamoDB table."""
 
-    def __init__(
-        self,
-        clients: Clients,
-        tablename: str,
-        *,
-        history_size: int,
-        allow_legacy: bool = True,
-        conflict_deadline: float = 10.0,
-    ) -> None:
+    def __init__(self, clients: Clients, tablename: str, *, allow_legacy: bool = True) -> None:
         self._clients = clients
         self.tablename = tablename
-        self.history_size = history_size
         self.allow_legacy = allow_legacy
-        self.conflict_deadline = conflict_deadline
         self._legacy_hit: str | None = None  # the legacy context that last decrypted a row
 
     @property
@@ -87,21 +57,33 @@ class SecretStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _get(self, service: str, user: str) -> table.StoredItem | None:
-        return table.get_item(self.dynamodb, self.tablename, service, user)
-
-    def _where(self, service: str, user: str) -> str:
+    def where(self, service: str, user: str) -> str:
+        """Name a row in messages."""
         return f"{service}/{user} in table '{self.tablename}'"
 
     def not_found(self, service: str, user: str) -> SecretNotFoundError:
         """Return the error for a row that does not exist."""
-        return SecretNotFoundError(f"no secret for {self._where(service, user)}")
+        return SecretNotFoundError(f"no secret for {self.where(service, user)}")
+
+    def get(self, service: str, user: str) -> table.StoredItem | None:
+        """Return the row of service/user as it is stored, or None."""
+        return table.get_item(self.dynamodb, self.tablename, service, user)
 
     def load(self, service: str, user: str) -> table.StoredItem:
-        """Return the row of service/user, or raise SecretNotFoundError."""
-        item = self._get(service, user)
+        """Return the row of service/user, deleted or not, or raise SecretNotFoundError when
+        there is none or it is past its recovery window."""
+        item = live(self.get(service, user))
         if item is None:
             raise self.not_found(service, user)
+        return item
+
+    def load_secret(self, service: str, user: str) -> table.StoredItem:
+        """Return the row of a secret that is not deleted, or raise SecretNotFoundError."""
+        item = self.load(service, user)
+        if item.deleted:
+            raise SecretNotFoundError(
+                f"{self.where(service, user)} is deleted (`cchain --undelete` restores it)"
+            )
         return item
 
     def version_of(self, item: table.StoredItem, version: int | None) -> table.StoredVersion:
@@ -110,7 +92,7 @@ class SecretStore:
         if stored is None:
             retained = ", ".join(str(v.version) for v in item.versions)
             raise SecretNotFoundError(
-                f"version {version} of {self._where(item.service, item.user)} "
+                f"version {version} of {self.where(item.service, item.user)} "
                 f"does not exist or was pruned (retained: {retained})"
             )
         return stored
@@ -118,7 +100,7 @@ class SecretStore:
     def plaintext(self, service: str, user: str, version: int | None) -> tuple[bytes, bool]:
         """Return the plaintext of the latest version, or of a retained one, and whether it
         was saved as bytes."""
-        item = self.load(service, user)
+        item = self.load_secret(service, user)
         return self.decrypt(service, user, self.version_of(item, version))
 
     def decrypt(self, service: str, user: str, stored: table.StoredVersion) -> tuple[bytes, bool]:
@@ -204,83 +186,23 @@ class SecretStore:
             self._legacy_hit = name
             return result
         raise IntegrityError(
-            f"{self._where(service, user)}: the legacy ciphertext decrypts under no known context"
+            f"{self.where(service, user)}: the legacy ciphertext decrypts under no known context"
         )
 
     def service_items(self, service: str) -> list[table.StoredItem]:
-        """Return every row of one service, sorted by user: one paginated Query."""
-        return sorted(
-            table.query_items(self.dynamodb, self.tablename, service), key=lambda i: i.user
-        )
+        """Return every secret of one service that is not deleted, sorted by user: one
+        paginated Query."""
+        items = (live(i) for i in table.query_items(self.dynamodb, self.tablename, service))
+        return sorted((i for i in items if i is not None and not i.deleted), key=lambda i: i.user)
 
     def summaries(self, service: str | None) -> list[table.RowSummary]:
         """Return a summary of every row (or one service's), sorted, reading no ciphertext."""
         rows = table.iter_summaries(self.dynamodb, self.tablename, service)
         return sorted(rows, key=lambda r: (r.service, r.user))
 
-    # -- writing -------------------------------------------------------------------------------
+    # -- re-binding versions ------------------------------------------------------------------
 
-    def _write(
-        self,
-        service: str,
-        user: str,
-        plan: Callable[[table.StoredItem | None, str], Write[T] | None],
-        doing: str,
-    ) -> T | None:
-        """Plan and write conditionally until the write lands; return its result (None: the
-        plan found nothing to do).
-
-        A write that loses a race retries after a random pause of up to one write cycle (the
-        time from its read to its failed write), not an exponential backoff: with backoff
-        growing on every loss, writers that just won keep winning and a loser starves.
-        """
-        write_id = new_write_id()
-        deadline = time.monotonic() + self.conflict_deadline
-        item = self._get(service, user)
-        while True:
-            started = time.monotonic()
-            write = plan(item, write_id)
-            if write is None:
-                return None
-            try:
-                if write.item is None:
-                    assert item is not None
-                    table.delete_item(self.dynamodb, self.tablename, item)
-                else:
-                    table.put_item(self.dynamodb, self.tablename, write.item, item)
-                return write.result
-            except table.ConditionFailed as failed:
-                item = failed.current
-            if item is None if write.item is None else item is not None and item.wrote(write_id):
-                # The write went through and its reply was lost; botocore's retry then found
-                # the row changed by that very write.
-                log.debug(
-                    "%s %s/%s: the write had landed; its reply was lost", doing, service, user
-                )
-                return write.result
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            log.debug("%s %s/%s raced another write; planning again", doing, service, user)
-            time.sleep(random.uniform(0, min(RETRY_CAP, now - started, deadline - now)))
-        raise CloudChainError(
-            f"cannot {doing} {self._where(service, user)}: it kept changing under concurrent "
-            f"writes for {self.conflict_deadline:g} s"
-        )
-
-    def _row_state(self, item: table.StoredItem | None, write_id: str) -> table.RowState:
-        """Return the row-level attributes of the next write: the revision after item's, this
-        write's id, and the retention and tags the row recorded."""
-        if item is None:
-            return table.RowState(revision=1, write_id=write_id, retention=self.history_size)
-        return table.RowState(
-            revision=(item.revision or 0) + 1,
-            write_id=write_id,
-            retention=item.retention or self.history_size,
-            tags=dict(item.tags),
-        )
-
-    def _rebound(self, service: str, user: str, stored: table.StoredVersion) -> table.StoredVersion:
+    def rebound(self, service: str, user: str, stored: table.StoredVersion) -> table.StoredVersion:
         """Return a reference row's current version bound to its row as version 1, so that it
         can move into History, where the legacy contexts are never tried."""
         if not stored.reference:
@@ -298,93 +220,11 @@ class SecretStore:
             reference=False,
         )
 
-    def save(
-        self,
-        service: str,
-        user: str,
-        plaintext: bytes,
-        key: str,
-        *,
-        expect_version: int | None = None,
-        binary: bool = False,
-        history_size: int | None = None,
-    ) -> int:
-        """Write plaintext as the next version in one conditional PutItem; return its number."""
-        keys = crypto.context_keys_for(binary)
-        # The version is bound into the ciphertext, so encrypt again only when it changes.
-        encrypted: dict[int, tuple[bytes, str]] = {}
-
-        def plan(item: table.StoredItem | None, write_id: str) -> Write[int]:
-            current = item.current.version if item is not None else 0
-            if expect_version is not None and current != expect_version:
-                raise VersionConflictError(
-                    f"{self._where(service, user)} is at version {current}, not "
-                    f"{expect_version}; nothing was saved",
-                    current_version=current,
-                )
-            version = current + 1
-            if version not in encrypted:
-                context = crypto.context_for(keys, service, user, version)
-                encrypted[version] = crypto.encrypt(self.kms, key, plaintext, context)
-            blob, key_arn = encrypted[version]
-            new = table.StoredVersion(
-                version=version,
-                ciphertext=blob,
-                saved_at=utc_now(),
-                context_keys=keys,
-                scheme=crypto.scheme_of(len(plaintext)),
-                binary=binary,
-                key_arn=key_arn,
-                digest=crypto.digest(blob),
-                write_id=write_id,
-            )
-            state = self._row_state(item, write_id)
-            if history_size is not None:
-                state = replace(state, retention=history_size)
-            history = []
-            if item is not None:
-                history = [self._rebound(service, user, item.current), *item.history]
-            kept = history[: state.retention - 1]
-            return Write(table.build_item(service, user, new, kept, state), version)
-
-        result = self._write(service, user, plan, "save")
-        assert result is not None
-        log.debug("saved %s/%s version %d in %s", service, user, result, self.tablename)
-        return result
-
-    def delete(self, service: str, user: str) -> None:
-        """Delete a row with every version, or raise SecretNotFoundError."""
-
-        def plan(item: table.StoredItem | None, write_id: str) -> Write[None]:
-            if item is None:
-                raise self.not_found(service, user)
-            return Write(None, None)
-
-        self._write(service, user, plan, "delete")
-
-    def reencrypt(self, service: str, user: str, key: str, key_arn: str) -> bool:
-        """Move every retained version of a row to key and its current binding.
-
-        Return False when there was nothing to do. Whether a version is already under the key
-        is asked of KMS, never of the editable KeyId attribute.
-        """
-
-        def plan(item: table.StoredItem | None, write_id: str) -> Write[bool] | None:
-            if item is None:
-                return None
-            moved = [self._moved(service, user, v, key, key_arn) for v in item.versions]
-            if all(new is old for new, old in zip(moved, item.versions)):
-                return None
-            state = self._row_state(item, write_id)
-            new_item = table.build_item(service, user, moved[0], moved[1:], state)
-            return Write(new_item, True)
-
-        moved: bool | None = self._write(service, user, plan, "re-encrypt")
-        return bool(moved)
-
-    def _moved(
+    def moved(
         self, service: str, user: str, stored: table.StoredVersion, key: str, key_arn: str
     ) -> table.StoredVersion:
+        """Return a version under key and bound as a new version of its kind would be: the
+        same version when KMS says it already is (a wrong KeyId alone is corrected)."""
         if stored.ciphertext is None:
             return stored
         blob = stored.ciphertext
@@ -427,6 +267,10 @@ class SecretStore:
             return False
         crypto.create_key_with_alias(self.kms, alias)
         return True
+
+    def ensure_ttl(self) -> bool:
+        """Turn on TTL on ExpiresAt unless it is on; return whether it was turned on."""
+        return table.enable_ttl(self.dynamodb, self.tablename)
 
     def ensure_table(self) -> bool:
         """Create the table unless it exists, wait until ACTIVE; return whether created."""

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import IntegrityError
+from .errors import CloudChainConfigError, IntegrityError
 
 SERVICE = "Service"
 USERNAME = "Username"
@@ -157,10 +157,10 @@ def _decode_version(
     secret = attrs.get(SECRET)
     action = _string(attrs, ACTION)
     try:
-        if secret is None:
-            if action != DELETE:
-                raise KeyError(SECRET)
-            ciphertext = None
+        if action == DELETE:
+            ciphertext = None  # the record of a delete: whatever Secret says, it holds none
+        elif secret is None:
+            raise KeyError(SECRET)
         elif "B" in secret:
             ciphertext = bytes(secret["B"])
         else:
@@ -439,6 +439,23 @@ def iter_summaries(client: Any, table: str, service: str | None = None) -> Itera
     for page in pages:
         for item in page.get("Items", []):
             yield _summary(item)
+
+
+def enable_ttl(client: Any, table: str) -> bool:
+    """Turn on DynamoDB's TTL on ExpiresAt unless it is on; return whether it was turned on."""
+    described = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    status, attribute = described.get("TimeToLiveStatus"), described.get("AttributeName")
+    if status in ("ENABLED", "ENABLING"):
+        if attribute != EXPIRES_AT:
+            raise CloudChainConfigError(
+                f"table '{table}' has TTL on the attribute {attribute}; cloudchain's recovery "
+                f"window needs it on {EXPIRES_AT}"
+            )
+        return False
+    client.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRES_AT}
+    )
+    return True
 
 
 def create_table(client: Any, table: str) -> bool:

@@ -98,6 +98,50 @@ def secret_bytes(secret: object, service: str, user: str) -> tuple[bytes, bool]:
     return data, binary
 
 
+MAX_COMMENT = 256
+MAX_TAGS = 50
+MAX_TAG_VALUE = 256
+_TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,128}")
+
+
+def check_comment(comment: object) -> str | None:
+    """Return a write's comment after checking it: text of at most 256 characters, printable."""
+    if comment is None:
+        return None
+    if not isinstance(comment, str):
+        raise ValidationError(f"a comment must be a str, not {type(comment).__name__}")
+    if len(comment) > MAX_COMMENT:
+        raise ValidationError(f"a comment is at most {MAX_COMMENT} characters, not {len(comment)}")
+    return check_printable(comment, "comment") or None
+
+
+def check_tag_key(key: object) -> str:
+    """Return a tag key after checking it: 1 to 128 of A-Z a-z 0-9 _ . : / = + @ -."""
+    if not isinstance(key, str) or not _TAG_KEY.fullmatch(key):
+        raise ValidationError(
+            f"the tag key {key!r} must be 1 to 128 characters of A-Z a-z 0-9 _ . : / = + @ -"
+        )
+    return key
+
+
+def check_tags(tags: object) -> dict[str, str]:
+    """Return tags {key: value} after checking every key and value, and how many there are."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise ValidationError(f"tags must be a dict of str, not {type(tags).__name__}")
+    if len(tags) > MAX_TAGS:
+        raise ValidationError(f"a secret holds at most {MAX_TAGS} tags, not {len(tags)}")
+    for key, value in tags.items():
+        check_tag_key(key)
+        if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
+            raise ValidationError(
+                f"the value of tag {key} must be a str of at most {MAX_TAG_VALUE} characters"
+            )
+        check_printable(value, f"value of tag {key}")
+    return dict(tags)
+
+
 def check_whole(value: object, what: str, minimum: int = 1) -> int:
     """Return value after checking it is a whole number (not a bool) of at least minimum."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

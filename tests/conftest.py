@@ -19,13 +19,16 @@ from cloudchain.module_api import MODULE_VARIABLES
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Give every test fake AWS credentials, an empty HOME and none of the caller's settings."""
+    """Give every test fake AWS credentials, an empty HOME and none of the caller's settings,
+    and run it in its own directory: a `python -c` subprocess started from the checkout would
+    import the source tree instead of the installed package under test."""
     for name in list(os.environ):
         if name.startswith(("AWS_", "CLOUDCHAIN_")):
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))

@@ -138,8 +138,8 @@ def test_list_plain_and_json(cli: None, capsys: pytest.CaptureFixture[str]) -> N
     assert capsys.readouterr().out == "billing\ta\nbilling\tz\nweb\tb\n"
     assert main(["--list", "-e", "billing", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [
-        {"service": "billing", "user": "a", "legacy": False},
-        {"service": "billing", "user": "z", "legacy": False},
+        {"service": "billing", "user": "a", "legacy": False, "tags": {}},
+        {"service": "billing", "user": "z", "legacy": False, "tags": {}},
     ]
     assert main(["-l", "-e", "none", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []

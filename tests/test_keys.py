@@ -181,7 +181,7 @@ def test_a_save_during_reencrypt_is_never_overwritten(
     chain.save("svc", "u", "before")
     CloudChain(keyalias="alias/new").setup(create_key=True)
     moved = CloudChain(keyalias="alias/new")
-    original = SecretStore._moved
+    original = SecretStore.moved
     raced: list[bool] = []
 
     def save_in_between(self: SecretStore, *args: Any) -> Any:
@@ -190,7 +190,7 @@ def test_a_save_during_reencrypt_is_never_overwritten(
             chain.save("svc", "u", "saved-during-reencrypt")
         return original(self, *args)
 
-    monkeypatch.setattr(SecretStore, "_moved", save_in_between)
+    monkeypatch.setattr(SecretStore, "moved", save_in_between)
     assert moved.reencrypt().reencrypted == 1
     assert moved.read("svc", "u") == "saved-during-reencrypt"
     assert moved.read("svc", "u", version=1) == "before"

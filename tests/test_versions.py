@@ -249,12 +249,22 @@ def test_unknown_recorded_context_key_is_an_integrity_error(
         chain.read("billing", "alice")
 
 
-def test_delete_removes_every_version(chain: CloudChain) -> None:
+def test_delete_is_recoverable_and_purge_removes_every_version(
+    chain: CloudChain, dynamodb: Any
+) -> None:
     chain.save("billing", "alice", "a")
     chain.save("billing", "alice", "b")
+    deleted = chain.delete("billing", "alice")
+    assert deleted.version == 3
+    for version in (None, 1, 2):
+        with pytest.raises(SecretNotFoundError):
+            chain.read("billing", "alice", version=version)
+    assert "Secret" not in _item(dynamodb)  # the reference attribute holds nothing readable
+    assert chain.undelete("billing", "alice") == 4
+    assert chain.read("billing", "alice") == "b"
     chain.delete("billing", "alice")
-    with pytest.raises(SecretNotFoundError):
-        chain.read("billing", "alice", version=1)
+    chain.purge("billing", "alice")
+    assert "Item" not in dynamodb.get_item(TableName="safedb", Key=KEY)
     assert chain.save("billing", "alice", "again") == 1
 
 

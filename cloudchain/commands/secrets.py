@@ -1,9 +1,10 @@
-"""Actions on one secret: save, read, list and delete."""
+"""Actions on one secret: save, read, list, delete, undelete, purge and tags."""
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 
 from ..errors import ValidationError
 from ..validation import MAX_SECRET_BYTES, check_new_row, shown
@@ -44,10 +45,29 @@ def read_secret(value: str, binary: bool = False) -> str | bytes:
     return utf8_text(_strip_one_newline(data), "the secret on standard input")
 
 
+def tags_of(values: list[str] | None) -> dict[str, str]:
+    """Return {key: value} for --tag KEY=VALUE flags (split at the first '=')."""
+    tags: dict[str, str] = {}
+    for value in values or ():
+        key, equals, tag = value.partition("=")
+        if not equals:
+            raise ValidationError(f"--tag {value!r} must be KEY=VALUE")
+        tags[key] = tag
+    return tags
+
+
+def iso(epoch: int | None) -> str:
+    """Return epoch seconds as ISO 8601 UTC, or '-'."""
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def save(inv: Invocation) -> int:
     """Save a new version."""
     args = inv.args
     check_new_row(args.service, args.user)  # bad input costs nothing: before stdin, before AWS
+    tags = tags_of(args.tag)
     secret = read_secret(args.save, args.binary)
     chain = inv.chain
     version = chain.save(
@@ -56,6 +76,9 @@ def save(inv: Invocation) -> int:
         secret,
         expect_version=args.expect_version,
         history_size=args.history_size,
+        comment=args.comment,
+        tags=tags,
+        untag=args.untag or (),
     )
     info(f"saved {args.service}/{args.user} version {version} in table '{chain.config.tablename}'")
     return EXIT_OK
@@ -75,10 +98,21 @@ def read(inv: Invocation) -> int:
 def list_secrets(inv: Invocation) -> int:
     """List secrets by name."""
     args = inv.args
-    entries = list(inv.chain.list(args.service))
+    entries = list(inv.chain.list(args.service, tags=tags_of(args.tag), deleted=args.deleted))
     if args.json:
-        rows = [{"service": e.service, "user": e.user, "legacy": e.legacy} for e in entries]
+        rows = [{"service": e.service, "user": e.user, "legacy": e.legacy, "tags": e.tags}
+                for e in entries]  # fmt: skip
+        if args.deleted:
+            for row, e in zip(rows, entries):
+                row.update(deleted_at=e.deleted_at, deleted_by=e.deleted_by,
+                           expires_at=iso(e.expires_at))  # fmt: skip
         write_stdout(json.dumps(rows, ensure_ascii=False) + "\n")
+    elif args.deleted:
+        write_stdout("".join(
+            f"{shown(e.service)}\t{shown(e.user)}\t{e.deleted_at or '-'}\t"
+            f"{shown(e.deleted_by or '-')}\t{iso(e.expires_at)}\n"
+            for e in entries
+        ))  # fmt: skip
     else:
         mark = {True: "\tlegacy", False: ""}
         lines = (f"{shown(e.service)}\t{shown(e.user)}{mark[e.legacy]}\n" for e in entries)
@@ -87,14 +121,51 @@ def list_secrets(inv: Invocation) -> int:
 
 
 def delete(inv: Invocation) -> int:
-    """Delete a secret."""
+    """Delete a secret, recoverably."""
     args = inv.args
     chain = inv.chain
-    chain.delete(args.service, args.user)
+    deleted = chain.delete(args.service, args.user, comment=args.comment)
     info(
-        f"deleted {shown(args.service)}/{shown(args.user)} and all its versions from table "
+        f"deleted {shown(args.service)}/{shown(args.user)} from table "
+        f"'{chain.config.tablename}' (version {deleted.version}); --undelete restores it until "
+        f"{iso(deleted.expires_at)}, --purge destroys it now"
+    )
+    return EXIT_OK
+
+
+def undelete(inv: Invocation) -> int:
+    """Restore a deleted secret's last value as a new version."""
+    args = inv.args
+    version = inv.chain.undelete(args.service, args.user, comment=args.comment)
+    info(f"restored {args.service}/{args.user} as version {version}")
+    write_stdout(f"{version}\n")
+    return EXIT_OK
+
+
+def purge(inv: Invocation) -> int:
+    """Delete a secret for good."""
+    args = inv.args
+    chain = inv.chain
+    chain.purge(args.service, args.user, force=args.force)
+    info(
+        f"purged {shown(args.service)}/{shown(args.user)} and every version from table "
         f"'{chain.config.tablename}'"
     )
+    return EXIT_OK
+
+
+def tags(inv: Invocation) -> int:
+    """Print a secret's tags, or change them (--tag, --untag) without a new version."""
+    args = inv.args
+    chain = inv.chain
+    if args.tag or args.untag:
+        current = chain.set_tags(args.service, args.user, tags_of(args.tag), args.untag or ())
+    else:
+        current = chain.tags(args.service, args.user)
+    if args.json:
+        write_stdout(json.dumps(current, ensure_ascii=False, sort_keys=True) + "\n")
+    else:
+        write_stdout("".join(f"{k}={shown(v)}\n" for k, v in sorted(current.items())))
     return EXIT_OK
 
 
@@ -108,7 +179,7 @@ SECTION = Section(
             "is stripped), or prompts twice on a terminal; a value given here is visible to `ps`",
             save,
             needs="row",
-            accepts=("expect_version", "binary"),
+            accepts=("expect_version", "binary", "comment", "tag", "untag"),
             kwargs={"nargs": "?", "const": FROM_STDIN_OR_PROMPT, "metavar": "SECRET"},
         ),
         Action(
@@ -124,9 +195,41 @@ SECTION = Section(
             ("-l", "--list"),
             "list service<TAB>user (-e: one service's)",
             list_secrets,
-            accepts=("json",),
+            accepts=("json", "tag", "deleted"),
         ),
-        Action("delete", ("-d", "--delete"), "delete a secret, every version", delete, needs="row"),
+        Action(
+            "delete",
+            ("-d", "--delete"),
+            "delete a secret, recoverably for --recovery-days",
+            delete,
+            needs="row",
+            accepts=("comment",),
+        ),
+        Action(
+            "undelete",
+            ("--undelete",),
+            "restore a deleted secret's last value as a new version; print its number",
+            undelete,
+            needs="row",
+            accepts=("comment",),
+        ),
+        Action(
+            "purge",
+            ("--purge",),
+            "destroy a deleted secret and every version at once (--force: any secret)",
+            purge,
+            needs="row",
+            accepts=("force",),
+        ),
+        Action(
+            "tags",
+            ("--tags",),
+            "print the secret's tags as KEY=VALUE; with --tag/--untag, change them first "
+            "(no new version)",
+            tags,
+            needs="row",
+            accepts=("tag", "untag", "json"),
+        ),
     ),
     options=(
         Option(
@@ -137,5 +240,24 @@ SECTION = Section(
         Option(("--binary",), "--save: store stdin's bytes exactly, as binary"),
         Option(("-n", "--no-newline"), "--read: no newline after the secret"),
         Option(("--secret-version",), "--read: read version N", {"type": int, "metavar": "N"}),
+        Option(
+            ("--comment",),
+            "--save, --rollback, --import, --delete, --undelete: why, recorded with the version "
+            "(at most 256 characters)",
+            {"metavar": "TEXT"},
+        ),
+        Option(
+            ("--tag",),
+            "--save, --tags: set tag KEY on the secret; --list, --export, --exec: only secrets "
+            "with it; repeatable",
+            {"action": "append", "metavar": "KEY=VALUE"},
+        ),
+        Option(
+            ("--untag",),
+            "--save, --tags: remove tag KEY; repeatable",
+            {"action": "append", "metavar": "KEY"},
+        ),
+        Option(("--deleted",), "--list: only deleted secrets, with when and by whom"),
+        Option(("--force",), "--purge: also a secret that is not deleted"),
     ),
 )

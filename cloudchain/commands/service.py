@@ -22,6 +22,7 @@ from ..errors import CloudChainError, IncompleteImportError
 from ..results import Secret
 from ..validation import shown
 from .io import info, read_file, utf8_text, warn, write_private_file, write_stdout
+from .secrets import tags_of
 from .spec import (
     EXIT_CANNOT_EXECUTE,
     EXIT_COMMAND_NOT_FOUND,
@@ -49,7 +50,7 @@ def export(inv: Invocation) -> int:
     args = inv.args
     fmt = args.format or "json"
     check_prefix(args.prefix)
-    secrets = inv.chain.export(args.service)
+    secrets = inv.chain.export(args.service, tags=tags_of(args.tag))
     names = {} if fmt == "json" else _variables(inv, secrets)
     text = render(fmt, secrets, names)  # fully rendered before any output: no partial export
     if args.output:
@@ -76,7 +77,7 @@ def exec_command(inv: Invocation) -> int:
     if program is None:
         info(f"error: command not found: {command[0]}")
         return EXIT_COMMAND_NOT_FOUND
-    secrets = inv.chain.export(args.service)
+    secrets = inv.chain.export(args.service, tags=tags_of(args.tag))
     names = _variables(inv, secrets)
     if args.pristine:
         env = {key: os.environ[key] for key in PRISTINE_KEEP if key in os.environ}
@@ -140,7 +141,7 @@ def import_file(inv: Invocation) -> int:
     report = ImportReport()
     try:
         result = inv.chain.import_secrets(
-            args.service, mapping, dry_run=args.dry_run, progress=report
+            args.service, mapping, dry_run=args.dry_run, progress=report, comment=args.comment
         )
     except IncompleteImportError as err:
         if args.json:
@@ -178,7 +179,7 @@ SECTION = Section(
             "print every secret of -e",
             export,
             needs="service",
-            accepts=("format", "output", "prefix", "allow_env"),
+            accepts=("format", "output", "prefix", "allow_env", "tag"),
         ),
         Action(
             "exec",
@@ -186,7 +187,7 @@ SECTION = Section(
             "-- CMD [ARGS...]: run CMD with -e's secrets in its environment (must come last)",
             exec_command,
             needs="service",
-            accepts=("prefix", "pristine", "allow_env"),
+            accepts=("prefix", "pristine", "allow_env", "tag"),
         ),
         Action(
             "import",
@@ -194,7 +195,7 @@ SECTION = Section(
             "save a JSON object {user: secret} or a dotenv file ('-': stdin) into -e",
             import_file,
             needs="service",
-            accepts=("format", "dry_run", "json"),
+            accepts=("format", "dry_run", "json", "comment"),
             kwargs={"dest": "import_file", "metavar": "FILE"},
         ),
     ),

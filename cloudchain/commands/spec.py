@@ -99,6 +99,7 @@ CONFIG_FLAGS = {
     "read_timeout": "read_timeout",
     "max_attempts": "max_attempts",
     "allow_legacy": "allow_legacy",
+    "recovery_days": "recovery_days",
 }
 
 CONFIGURATION = Section(
@@ -130,6 +131,11 @@ CONFIGURATION = Section(
         Option(
             ("--max-attempts",),
             "attempts per AWS call (default 5)",
+            {"type": int, "metavar": "N"},
+        ),
+        Option(
+            ("--recovery-days",),
+            "days a deleted secret can be restored (default 30)",
             {"type": int, "metavar": "N"},
         ),
         Option(

@@ -80,7 +80,7 @@ def local_emulator(emulator: Emulator, tmp_path: Path) -> Iterator[Emulator]:
         )
         try:
             settings = exported_settings(wait_for_text(out, "export AWS_ACCESS_KEY_ID", proc))
-            yield Emulator(settings["CLOUDCHAIN_ENDPOINT_URL"], {**env, **settings})
+            yield Emulator(settings["CLOUDCHAIN_ENDPOINT_URL"], {**env, **settings}, proc)
         finally:
             proc.terminate()
             proc.wait(timeout=15)

@@ -47,6 +47,8 @@ class Emulator:
 
     url: str
     env: dict[str, str]
+    # The process serving url, when the test owns it (cchain-local).
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def run(
         self,

@@ -73,14 +73,19 @@ def test_list_delete_and_not_found(emulator: Emulator) -> None:
     emulator.run(*ROW, "-s", "v")
     assert emulator.run("--list").out == "billing\talice\nweb\tamy\nweb\tzed\n"
     assert emulator.run("-l", "-e", "web", "--json").out == (
-        '[{"service": "web", "user": "amy", "legacy": false}, '
-        '{"service": "web", "user": "zed", "legacy": false}]\n'
+        '[{"service": "web", "user": "amy", "legacy": false, "tags": {}}, '
+        '{"service": "web", "user": "zed", "legacy": false, "tags": {}}]\n'
     )
     assert emulator.run(*ROW, "--delete").code == 0
-    missing = emulator.run(*ROW, "--read")
-    assert missing.code == 3
-    assert missing.err == "cchain: error: no secret for billing/alice in table 'safedb'\n"
+    deleted = emulator.run(*ROW, "--read")
+    assert deleted.code == 3
+    assert deleted.err == (
+        "cchain: error: billing/alice in table 'safedb' is deleted "
+        "(`cchain --undelete` restores it)\n"
+    )
     assert emulator.run(*ROW, "--delete").code == 3
+    missing = emulator.run("-u", "nobody", "-e", "billing", "--read")
+    assert missing.err == "cchain: error: no secret for billing/nobody in table 'safedb'\n"
 
 
 @pytest.mark.parametrize(

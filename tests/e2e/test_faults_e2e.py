@@ -45,11 +45,9 @@ def test_stopped_emulator_fails_the_next_command_cleanly_with_defaults(
     local_emulator: Emulator, tmp_path: Path
 ) -> None:
     assert local_emulator.run("-u", "a", "-e", "s", "--save", "-", stdin="x").code == 0
-    # Stop it: the fixture's process is the one serving local_emulator.url.
-    import subprocess
-
-    subprocess.run(["pkill", "-f", f"cchain-local --port 0 --key-alias {KEY_ALIAS}"], check=False)
-    time.sleep(0.3)
+    assert local_emulator.process is not None
+    local_emulator.process.terminate()
+    local_emulator.process.wait(timeout=15)
     started = time.monotonic()
     result = local_emulator.run("-u", "a", "-e", "s", "--read")
     elapsed = time.monotonic() - started

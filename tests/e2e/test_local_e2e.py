@@ -101,3 +101,9 @@ def test_demo_runs_end_to_end(emulator: Emulator) -> None:
 
 def test_demo_uses_the_interpreter_of_this_venv() -> None:
     assert Path(sys.executable).parent == BIN
+
+
+def test_the_emulator_says_who_is_calling(local_emulator: Emulator) -> None:
+    assert local_emulator.run("-u", "u", "-e", "s", "--save", "-", stdin="x").code == 0
+    history = local_emulator.run("-u", "u", "-e", "s", "--history").out
+    assert history.split("\t")[2] == "arn:aws:sts::123456789012:user/moto"

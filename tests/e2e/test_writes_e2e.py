@@ -57,9 +57,11 @@ def _versions(chain: CloudChain, service: str, user: str) -> list[int]:
 
 def test_a_lost_reply_does_not_change_what_a_write_reports(emulator: Emulator) -> None:
     direct = CloudChain(endpoint_url=emulator.url, keyalias=KEY_ALIAS)
-    for user in ("plain", "checked", "rolled", "deleted"):
+    for user in ("plain", "checked", "rolled", "deleted", "undeleted", "purged"):
         direct.save("app", user, "v1")
     direct.save("app", "rolled", "v2")
+    direct.delete("app", "undeleted")
+    direct.delete("app", "purged")
     policy = LoseFirstReplyPerRow()
     with FaultProxy(_port(emulator), policy) as proxy:
         lossy = _through(emulator, proxy)
@@ -68,6 +70,8 @@ def test_a_lost_reply_does_not_change_what_a_write_reports(emulator: Emulator) -
             "checked": ("-u", "checked", "-e", "app", "--save", "-", "--expect-version", "1"),
             "rolled": ("-u", "rolled", "-e", "app", "--rollback", "1"),
             "deleted": ("-u", "deleted", "-e", "app", "--delete"),
+            "undeleted": ("-u", "undeleted", "-e", "app", "--undelete"),
+            "purged": ("-u", "purged", "-e", "app", "--purge"),
             "import": ("-e", "imported", "--import", "-"),
         }
         stdin = {"import": json.dumps({"a": "1", "b": "2", "c": "3"})}
@@ -78,9 +82,9 @@ def test_a_lost_reply_does_not_change_what_a_write_reports(emulator: Emulator) -
             }
             results = {name: future.result() for name, future in futures.items()}
     # Every write's first reply was really lost, and botocore really sent it again.
-    assert policy.lost == {"app/plain", "app/checked", "app/rolled", "app/deleted",
-                           "imported/a", "imported/b", "imported/c"}  # fmt: skip
-    assert proxy.counts["PutItem"] >= 2 * 6 and proxy.counts["DeleteItem"] >= 2
+    assert policy.lost == {"app/plain", "app/checked", "app/rolled", "app/deleted", "app/undeleted",
+                           "app/purged", "imported/a", "imported/b", "imported/c"}  # fmt: skip
+    assert proxy.counts["PutItem"] >= 2 * 8 and proxy.counts["DeleteItem"] >= 2
     for name, result in results.items():
         assert result.code == 0, (name, result.err)
     assert "saved app/plain version 2" in results["plain"].err
@@ -90,7 +94,10 @@ def test_a_lost_reply_does_not_change_what_a_write_reports(emulator: Emulator) -
     assert results["rolled"].out == "3\n"
     assert _versions(direct, "app", "rolled") == [3, 2, 1]
     assert direct.read("app", "rolled") == "v1"
-    assert [e.user for e in direct.list("app")] == ["checked", "plain", "rolled"]
+    assert [e.user for e in direct.list("app")] == ["checked", "plain", "rolled", "undeleted"]
+    assert [e.user for e in direct.list("app", deleted=True)] == ["deleted"]
+    assert (results["undeleted"].out, _versions(direct, "app", "undeleted")) == ("3\n", [3, 2, 1])
+    assert "purged app/purged" in results["purged"].err
     assert "3 created" in results["import"].err
     assert {u: _versions(direct, "imported", u) for u in "abc"} == {u: [1] for u in "abc"}
 
