@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .cache import SecretCache
 from .calls import AwsCalls
 from .clients import Clients
-from .config import DEFAULT_TABLE, RETRY_MODES, Config, load_config
+from .config import DEFAULT_TABLE, Config, load_config
 from .diff import compare as compare_versions
 from .errors import CloudChainConfigError, SecretNotFoundError
 from .identity import CallerIdentity
@@ -34,11 +34,9 @@ from .results import (
 from .service_ops import ServiceOperations
 from .store import SecretStore
 from .validation import (
-    check_choice,
     check_comment,
     check_new_row,
     check_row,
-    check_seconds,
     check_tag_key,
     check_tags,
     check_version,
@@ -80,26 +78,25 @@ class CloudChain:
         recovery_days: int = _DEFAULTS.recovery_days,
         session: boto3.Session | None = None,
     ) -> None:
-        self.config = Config(
-            region_name=region_name or None,
-            endpoint_url=endpoint_url or None,
-            kms_endpoint_url=kms_endpoint_url or None,
-            tablename=tablename or DEFAULT_TABLE,
-            keyalias=keyalias or None,
-            profile_name=profile_name or None,
-            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
-            read_timeout=check_seconds(read_timeout, "read_timeout"),
-            max_attempts=check_whole(max_attempts, "max_attempts"),
-            retry_mode=check_choice(retry_mode, "retry_mode", RETRY_MODES),
-            history_size=check_whole(history_size, "history_size"),
-            max_workers=check_whole(max_workers, "max_workers"),
-            cache_ttl=check_seconds(cache_ttl, "cache_ttl", zero_ok=True),
-            stale_if_error=check_seconds(stale_if_error, "stale_if_error", zero_ok=True),
-            cache_max_entries=check_whole(cache_max_entries, "cache_max_entries"),
-            allow_legacy=bool(allow_legacy),
-            recovery_days=check_whole(recovery_days, "recovery_days"),
+        self.config = c = Config(
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+            kms_endpoint_url=kms_endpoint_url,
+            tablename=tablename,
+            keyalias=keyalias,
+            profile_name=profile_name,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            retry_mode=retry_mode,
+            history_size=history_size,
+            max_workers=max_workers,
+            cache_ttl=cache_ttl,
+            stale_if_error=stale_if_error,
+            cache_max_entries=cache_max_entries,
+            allow_legacy=allow_legacy,
+            recovery_days=recovery_days,
         )
-        c = self.config
         self._clients = Clients(c, session)
         self._store = SecretStore(self._clients, c.tablename, allow_legacy=c.allow_legacy)
         self._identity = CallerIdentity(lambda: self._clients.get("sts", quick=True))

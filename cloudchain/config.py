@@ -16,6 +16,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from .errors import CloudChainConfigError
+from .validation import check_choice, check_seconds, check_whole
 
 DEFAULT_TABLE = "safedb"
 DEFAULT_REGION = "us-east-1"
@@ -150,6 +151,30 @@ class Config:
     allow_legacy: bool = True
     # How long a deleted secret can be restored, in days, before it is gone for good.
     recovery_days: int = 30
+
+    def __post_init__(self) -> None:
+        """Check every value, however the Config was built; empty strings mean "not set"."""
+        checked = {
+            "region_name": self.region_name or None,
+            "endpoint_url": self.endpoint_url or None,
+            "kms_endpoint_url": self.kms_endpoint_url or None,
+            "tablename": self.tablename or DEFAULT_TABLE,
+            "keyalias": self.keyalias or None,
+            "profile_name": self.profile_name or None,
+            "connect_timeout": check_seconds(self.connect_timeout, "connect_timeout"),
+            "read_timeout": check_seconds(self.read_timeout, "read_timeout"),
+            "max_attempts": check_whole(self.max_attempts, "max_attempts"),
+            "retry_mode": check_choice(self.retry_mode, "retry_mode", RETRY_MODES),
+            "history_size": check_whole(self.history_size, "history_size"),
+            "max_workers": check_whole(self.max_workers, "max_workers"),
+            "cache_ttl": check_seconds(self.cache_ttl, "cache_ttl", zero_ok=True),
+            "stale_if_error": check_seconds(self.stale_if_error, "stale_if_error", zero_ok=True),
+            "cache_max_entries": check_whole(self.cache_max_entries, "cache_max_entries"),
+            "allow_legacy": bool(self.allow_legacy),
+            "recovery_days": check_whole(self.recovery_days, "recovery_days"),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
 
 _DEFAULTS = Config()

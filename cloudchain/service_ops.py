@@ -18,10 +18,10 @@ from .calls import AwsCalls
 from .clients import Clients
 from .config import Config
 from .errors import CloudChainError, IncompleteImportError
+from .layout import StoredItem
 from .parallel import parallel_map
 from .results import Entry, ImportResult, ReencryptResult, Secret, secret_value
 from .store import SecretStore, expired
-from .table import StoredItem
 from .validation import (
     check_choice,
     check_comment,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from . import crypto, table
+from . import crypto, layout, table
 from .clients import Clients
 from .errors import IntegrityError, SecretNotFoundError, aws_error_code
 
@@ -28,7 +28,7 @@ def expired(expires_at: int | None, now: float | None = None) -> bool:
     return expires_at is not None and expires_at <= (time.time() if now is None else now)
 
 
-def live(item: table.StoredItem | None) -> table.StoredItem | None:
+def live(item: layout.StoredItem | None) -> layout.StoredItem | None:
     """Return the row unless it is a deleted secret past its recovery window: that is gone for
     every command, even before DynamoDB's TTL removes the item."""
     if item is not None and item.deleted and expired(item.expires_at):
@@ -65,11 +65,11 @@ class SecretStore:
         """Return the error for a row that does not exist."""
         return SecretNotFoundError(f"no secret for {self.where(service, user)}")
 
-    def get(self, service: str, user: str) -> table.StoredItem | None:
+    def get(self, service: str, user: str) -> layout.StoredItem | None:
         """Return the row of service/user as it is stored, or None."""
         return table.get_item(self.dynamodb, self.tablename, service, user)
 
-    def load(self, service: str, user: str) -> table.StoredItem:
+    def load(self, service: str, user: str) -> layout.StoredItem:
         """Return the row of service/user, deleted or not, or raise SecretNotFoundError when
         there is none or it is past its recovery window."""
         item = live(self.get(service, user))
@@ -77,7 +77,7 @@ class SecretStore:
             raise self.not_found(service, user)
         return item
 
-    def load_secret(self, service: str, user: str) -> table.StoredItem:
+    def load_secret(self, service: str, user: str) -> layout.StoredItem:
         """Return the row of a secret that is not deleted, or raise SecretNotFoundError."""
         item = self.load(service, user)
         if item.deleted:
@@ -86,7 +86,7 @@ class SecretStore:
             )
         return item
 
-    def version_of(self, item: table.StoredItem, version: int | None) -> table.StoredVersion:
+    def version_of(self, item: layout.StoredItem, version: int | None) -> layout.StoredVersion:
         """Return the current or a retained version of a row, or raise SecretNotFoundError."""
         stored = item.current if version is None else item.find(version)
         if stored is None:
@@ -103,13 +103,13 @@ class SecretStore:
         item = self.load_secret(service, user)
         return self.decrypt(service, user, self.version_of(item, version))
 
-    def decrypt(self, service: str, user: str, stored: table.StoredVersion) -> tuple[bytes, bool]:
+    def decrypt(self, service: str, user: str, stored: layout.StoredVersion) -> tuple[bytes, bool]:
         """Decrypt one stored version; return its plaintext and whether it is binary."""
         (plaintext, _), binary = self._decrypt(service, user, stored)
         return plaintext, binary
 
     def _decrypt(
-        self, service: str, user: str, stored: table.StoredVersion
+        self, service: str, user: str, stored: layout.StoredVersion
     ) -> tuple[tuple[bytes, str], bool]:
         context, binary = self._binding(service, user, stored)
         assert stored.ciphertext is not None  # _binding refuses a deleted version
@@ -121,7 +121,7 @@ class SecretStore:
         ), binary
 
     def _binding(
-        self, service: str, user: str, stored: table.StoredVersion
+        self, service: str, user: str, stored: layout.StoredVersion
     ) -> tuple[dict[str, str] | None, bool]:
         """Return the context a version must decrypt under (None: try the legacy contexts) and
         whether it is binary, refusing a version whose binding cannot be trusted."""
@@ -159,7 +159,7 @@ class SecretStore:
         return context, stored.binary or crypto.BINARY_CONTEXT[-1] in stored.context_keys
 
     def _kms_call(
-        self, service: str, user: str, stored: table.StoredVersion, call: Callable[[], T]
+        self, service: str, user: str, stored: layout.StoredVersion, call: Callable[[], T]
     ) -> T:
         try:
             return call()
@@ -169,7 +169,7 @@ class SecretStore:
             ) from None
 
     def _with_legacy_context(
-        self, service: str, user: str, stored: table.StoredVersion
+        self, service: str, user: str, stored: layout.StoredVersion
     ) -> tuple[bytes, str]:
         # A reference row: try each context it may use, the one that last worked first, so a
         # table of legacy rows costs one KMS call per read after the first.
@@ -189,20 +189,22 @@ class SecretStore:
             f"{self.where(service, user)}: the legacy ciphertext decrypts under no known context"
         )
 
-    def service_items(self, service: str) -> list[table.StoredItem]:
+    def service_items(self, service: str) -> list[layout.StoredItem]:
         """Return every secret of one service that is not deleted, sorted by user: one
         paginated Query."""
         items = (live(i) for i in table.query_items(self.dynamodb, self.tablename, service))
         return sorted((i for i in items if i is not None and not i.deleted), key=lambda i: i.user)
 
-    def summaries(self, service: str | None) -> list[table.RowSummary]:
+    def summaries(self, service: str | None) -> list[layout.RowSummary]:
         """Return a summary of every row (or one service's), sorted, reading no ciphertext."""
         rows = table.iter_summaries(self.dynamodb, self.tablename, service)
         return sorted(rows, key=lambda r: (r.service, r.user))
 
     # -- re-binding versions ------------------------------------------------------------------
 
-    def rebound(self, service: str, user: str, stored: table.StoredVersion) -> table.StoredVersion:
+    def rebound(
+        self, service: str, user: str, stored: layout.StoredVersion
+    ) -> layout.StoredVersion:
         """Return a reference row's current version bound to its row as version 1, so that it
         can move into History, where the legacy contexts are never tried."""
         if not stored.reference:
@@ -221,8 +223,8 @@ class SecretStore:
         )
 
     def moved(
-        self, service: str, user: str, stored: table.StoredVersion, key: str, key_arn: str
-    ) -> table.StoredVersion:
+        self, service: str, user: str, stored: layout.StoredVersion, key: str, key_arn: str
+    ) -> layout.StoredVersion:
         """Return a version under key and bound as a new version of its kind would be: the
         same version when KMS says it already is (a wrong KeyId alone is corrected)."""
         if stored.ciphertext is None:

@@ -1,70 +1,28 @@
-"""Everything DynamoDB: the item layout, conditional writes, queries. No KMS here.
-
-One item per (Service, Username). The current version sits in the reference attributes, so the
-AWS CLI recovery recipe keeps working; older retained versions sit in a History list:
-
-    Service    S     hash key
-    Username   S     range key
-    Secret     S|B   the current version's ciphertext (S: base64, the reference format; B: an
-                     envelope blob). Absent while the secret is deleted.
-    Version    N     current version (absent on items written before versions: read as 1)
-    SavedAt    S     ISO 8601 UTC time of the current version
-    Context    S     comma-separated encryption-context keys of Secret
-    Scheme     S     "direct" or "envelope-v1" (absent: direct)
-    Binary     BOOL  true when the secret was saved as bytes (absent: text)
-    KeyId      S     ARN of the KMS key that encrypted Secret (informational)
-    Digest     S     SHA-256 of the Secret bytes, hex
-    WriteId    S     random id of the write that created this version
-    SavedBy    S     ARN of the caller that created it ("unknown" when STS did not say)
-    Action     S     save, rollback, import, delete or undelete
-    Comment    S     why, as the writer gave it
-    History    L     older versions, newest first: maps of the per-version attributes above
-    Revision   N     incremented by every write; every write is conditional on it
-    LastWriteId S    WriteId of the last write of any kind
-    Retention  N     versions kept for this secret, the current one included
-    Tags       M     tags of the secret (not of a version): {key: {"S": value}}
-    ExpiresAt  N     epoch seconds; set on a deleted secret, DynamoDB's TTL attribute
-
-An item holding nothing but Service, Username and Secret is a reference row: it may be
-decrypted through the legacy contexts. Anything else this project writes rules that out.
+"""Everything DynamoDB: conditional writes, reads and queries of the items item.py lays out,
+and the table itself. No KMS here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CloudChainConfigError, IntegrityError
-
-SERVICE = "Service"
-USERNAME = "Username"
-SECRET = "Secret"
-VERSION = "Version"
-SAVED_AT = "SavedAt"
-CONTEXT = "Context"
-SCHEME = "Scheme"
-BINARY = "Binary"
-KEY_ID = "KeyId"
-DIGEST = "Digest"
-WRITE_ID = "WriteId"
-SAVED_BY = "SavedBy"
-ACTION = "Action"
-COMMENT = "Comment"
-HISTORY = "History"
-REVISION = "Revision"
-LAST_WRITE_ID = "LastWriteId"
-RETENTION = "Retention"
-TAGS = "Tags"
-EXPIRES_AT = "ExpiresAt"
-# The whole reference layout: only an item with no other attribute is a reference row.
-REFERENCE_ATTRIBUTES = frozenset({SERVICE, USERNAME, SECRET})
-DELETE = "delete"
-# DynamoDB's item limit is 400 KB; counted conservatively (below also moto's 405,000), so an
-# item that passes item_size() is accepted everywhere.
-ITEM_SIZE_LIMIT = 400_000
+from .errors import CloudChainConfigError
+from .layout import (
+    EXPIRES_AT,
+    REVISION,
+    SECRET,
+    SERVICE,
+    SUMMARY_ATTRIBUTES,
+    TAGS,
+    USERNAME,
+    VERSION,
+    RowSummary,
+    StoredItem,
+    decode,
+    key_of,
+    summary_of,
+)
 
 
 class ConditionFailed(Exception):
@@ -77,232 +35,6 @@ class ConditionFailed(Exception):
     def __init__(self, current: StoredItem | None) -> None:
         super().__init__("the item changed since it was read")
         self.current = current
-
-
-@dataclass(frozen=True)
-class StoredVersion:
-    """One version as stored: the ciphertext is still encrypted."""
-
-    version: int
-    ciphertext: bytes | None  # None: the version that deleted the secret
-    saved_at: str | None
-    context_keys: tuple[str, ...] | None  # None: not recorded
-    scheme: str = "direct"
-    binary: bool = False
-    key_arn: str | None = None
-    digest: str | None = None
-    write_id: str | None = None
-    saved_by: str | None = None
-    action: str | None = None
-    comment: str | None = None
-    # True only for a reference row's current version: it may take the legacy contexts.
-    reference: bool = False
-
-    @property
-    def deleted(self) -> bool:
-        """Whether this version is the record of a delete, holding no ciphertext."""
-        return self.ciphertext is None
-
-
-@dataclass(frozen=True)
-class StoredItem:
-    """One row: its current version, the older versions it retains (newest first), and the
-    row-level attributes."""
-
-    service: str
-    user: str
-    current: StoredVersion
-    history: tuple[StoredVersion, ...]
-    revision: int | None = None  # None: last written before revisions
-    last_write_id: str | None = None
-    retention: int | None = None  # None: not recorded
-    tags: dict[str, str] = field(default_factory=dict)
-    expires_at: int | None = None
-    # How a row written before revisions is recognised in a conditional write.
-    raw_secret: dict[str, Any] | None = field(default=None, repr=False)
-    has_version: bool = True
-
-    @property
-    def versions(self) -> tuple[StoredVersion, ...]:
-        """Every retained version, newest first."""
-        return (self.current, *self.history)
-
-    @property
-    def deleted(self) -> bool:
-        """Whether the secret is deleted (recoverable until expires_at)."""
-        return self.current.deleted
-
-    def find(self, version: int) -> StoredVersion | None:
-        """Return the retained version numbered version, or None."""
-        return next((v for v in self.versions if v.version == version), None)
-
-    def wrote(self, write_id: str) -> bool:
-        """Whether the write with this id landed: the last write, or one retained version's."""
-        return self.last_write_id == write_id or any(v.write_id == write_id for v in self.versions)
-
-
-def key_of(service: str, user: str) -> dict[str, Any]:
-    """Return the DynamoDB key of a row."""
-    return {SERVICE: {"S": service}, USERNAME: {"S": user}}
-
-
-def _string(attrs: dict[str, Any], name: str) -> str | None:
-    value = attrs.get(name, {}).get("S")
-    return value if isinstance(value, str) else None
-
-
-def _decode_version(
-    attrs: dict[str, Any], default_version: int, where: str, reference: bool
-) -> StoredVersion:
-    secret = attrs.get(SECRET)
-    action = _string(attrs, ACTION)
-    try:
-        if action == DELETE:
-            ciphertext = None  # the record of a delete: whatever Secret says, it holds none
-        elif secret is None:
-            raise KeyError(SECRET)
-        elif "B" in secret:
-            ciphertext = bytes(secret["B"])
-        else:
-            ciphertext = base64.b64decode(secret["S"], validate=True)
-        version = int(attrs[VERSION]["N"]) if VERSION in attrs else default_version
-    except (KeyError, ValueError, TypeError, binascii.Error):
-        raise IntegrityError(f"{where}: the Secret or Version attribute is malformed") from None
-    context = _string(attrs, CONTEXT)
-    return StoredVersion(
-        version=version,
-        ciphertext=ciphertext,
-        saved_at=_string(attrs, SAVED_AT),
-        context_keys=tuple(context.split(",")) if context else None,
-        scheme=_string(attrs, SCHEME) or "direct",
-        binary=bool(attrs.get(BINARY, {}).get("BOOL", False)),
-        key_arn=_string(attrs, KEY_ID),
-        digest=_string(attrs, DIGEST),
-        write_id=_string(attrs, WRITE_ID),
-        saved_by=_string(attrs, SAVED_BY),
-        action=action,
-        comment=_string(attrs, COMMENT),
-        reference=reference,
-    )
-
-
-def _number(item: dict[str, Any], name: str, where: str) -> int | None:
-    if name not in item:
-        return None
-    try:
-        return int(item[name]["N"])
-    except (KeyError, ValueError, TypeError):
-        raise IntegrityError(f"{where}: the {name} attribute is malformed") from None
-
-
-def decode(item: dict[str, Any], table: str) -> StoredItem:
-    """Return the StoredItem for a raw DynamoDB item."""
-    service, user = item[SERVICE]["S"], item[USERNAME]["S"]
-    where = f"{service}/{user} in table '{table}'"
-    history = tuple(
-        # A history entry is always this project's: it never takes the legacy contexts.
-        _decode_version(entry.get("M", {}), 0, f"{where}, history entry {n}", reference=False)
-        for n, entry in enumerate(item.get(HISTORY, {}).get("L", []))
-    )
-    tags = {name: value.get("S", "") for name, value in item.get(TAGS, {}).get("M", {}).items()}
-    return StoredItem(
-        service=service,
-        user=user,
-        current=_decode_version(item, 1, where, reference=set(item) <= REFERENCE_ATTRIBUTES),
-        history=history,
-        revision=_number(item, REVISION, where),
-        last_write_id=_string(item, LAST_WRITE_ID),
-        retention=_number(item, RETENTION, where),
-        tags=tags,
-        expires_at=_number(item, EXPIRES_AT, where),
-        raw_secret=item.get(SECRET),
-        has_version=VERSION in item,
-    )
-
-
-def _encode_version(version: StoredVersion) -> dict[str, Any]:
-    # Direct ciphertexts keep the reference format (base64 in an S attribute); envelope blobs
-    # are stored raw (B) so that base64 does not cost a third of the 400 KB item.
-    attrs: dict[str, Any] = {VERSION: {"N": str(version.version)}}
-    if version.ciphertext is not None:
-        if version.scheme == "direct":
-            attrs[SECRET] = {"S": base64.b64encode(version.ciphertext).decode("ascii")}
-        else:
-            attrs[SECRET] = {"B": version.ciphertext}
-    optional = {
-        CONTEXT: {"S": ",".join(version.context_keys)} if version.context_keys else None,
-        SAVED_AT: {"S": version.saved_at} if version.saved_at else None,
-        SCHEME: {"S": version.scheme} if version.scheme != "direct" else None,
-        BINARY: {"BOOL": True} if version.binary else None,
-        KEY_ID: {"S": version.key_arn} if version.key_arn else None,
-        DIGEST: {"S": version.digest} if version.digest else None,
-        WRITE_ID: {"S": version.write_id} if version.write_id else None,
-        SAVED_BY: {"S": version.saved_by} if version.saved_by else None,
-        ACTION: {"S": version.action} if version.action else None,
-        COMMENT: {"S": version.comment} if version.comment else None,
-    }
-    attrs.update({name: value for name, value in optional.items() if value is not None})
-    return attrs
-
-
-def item_size(value: Any) -> int:
-    """Estimate, from above, DynamoDB's size of an item or attribute value in wire format."""
-    if (
-        isinstance(value, dict)
-        and len(value) == 1
-        and next(iter(value)) in ("S", "N", "B", "BOOL", "L", "M")
-    ):
-        kind, inner = next(iter(value.items()))
-        if kind == "S":
-            return len(inner.encode("utf-8"))
-        if kind == "B":
-            return len(inner)
-        if kind in ("N", "BOOL"):
-            return 21
-        if kind == "L":
-            return 3 + sum(1 + item_size(element) for element in inner)
-        return 3 + sum(1 + len(k.encode()) + item_size(v) for k, v in inner.items())
-    return sum(len(k.encode()) + item_size(v) for k, v in value.items())
-
-
-@dataclass(frozen=True)
-class RowState:
-    """The row-level attributes a write sets alongside the versions."""
-
-    revision: int
-    write_id: str
-    retention: int
-    tags: dict[str, str] = field(default_factory=dict)
-    expires_at: int | None = None
-
-
-def build_item(
-    service: str,
-    user: str,
-    current: StoredVersion,
-    history: list[StoredVersion],
-    state: RowState | None = None,
-) -> dict[str, Any]:
-    """Return the item for current plus history, dropping the oldest history until it fits."""
-    history = list(history)
-    row: dict[str, Any] = {}
-    if state is not None:
-        row = {
-            REVISION: {"N": str(state.revision)},
-            LAST_WRITE_ID: {"S": state.write_id},
-            RETENTION: {"N": str(state.retention)},
-        }
-        if state.tags:
-            row[TAGS] = {"M": {k: {"S": v} for k, v in sorted(state.tags.items())}}
-        if state.expires_at is not None:
-            row[EXPIRES_AT] = {"N": str(state.expires_at)}
-    while True:
-        item = {**key_of(service, user), **_encode_version(current), **row}
-        if history:
-            item[HISTORY] = {"L": [{"M": _encode_version(v)} for v in history]}
-        if item_size(item) <= ITEM_SIZE_LIMIT or not history:
-            return item
-        history.pop()
 
 
 def get_item(client: Any, table: str, service: str, user: str) -> StoredItem | None:
@@ -386,43 +118,9 @@ def query_items(client: Any, table: str, service: str) -> Iterator[StoredItem]:
             yield decode(item, table)
 
 
-@dataclass(frozen=True)
-class RowSummary:
-    """What a listing reads of a row: no ciphertext, no history."""
-
-    service: str
-    user: str
-    legacy: bool
-    deleted: bool
-    saved_at: str | None
-    saved_by: str | None
-    expires_at: int | None
-    tags: dict[str, str]
-
-
-_SUMMARY = (SERVICE, USERNAME, CONTEXT, VERSION, BINARY, ACTION, SAVED_AT, SAVED_BY, EXPIRES_AT)
-
-
-def _summary(item: dict[str, Any]) -> RowSummary:
-    context = (_string(item, CONTEXT) or "").split(",")
-    binary = bool(item.get(BINARY, {}).get("BOOL", False))
-    expires = item.get(EXPIRES_AT, {}).get("N")
-    return RowSummary(
-        service=item[SERVICE]["S"],
-        user=item[USERNAME]["S"],
-        # A display hint; reads decide from the whole item (see decode).
-        legacy=context == [""] or (binary and BINARY not in context),
-        deleted=_string(item, ACTION) == DELETE,
-        saved_at=_string(item, SAVED_AT),
-        saved_by=_string(item, SAVED_BY),
-        expires_at=int(expires) if expires and expires.isdigit() else None,
-        tags={k: v.get("S", "") for k, v in item.get(TAGS, {}).get("M", {}).items()},
-    )
-
-
 def iter_summaries(client: Any, table: str, service: str | None = None) -> Iterator[RowSummary]:
     """Yield a summary of every row, or of one service's, without reading any ciphertext."""
-    names = {f"#a{n}": name for n, name in enumerate((*_SUMMARY, TAGS))}
+    names = {f"#a{n}": name for n, name in enumerate((*SUMMARY_ATTRIBUTES, TAGS))}
     projection = {
         "ProjectionExpression": ", ".join(names),
         "ExpressionAttributeNames": names,
@@ -438,7 +136,7 @@ def iter_summaries(client: Any, table: str, service: str | None = None) -> Itera
         )
     for page in pages:
         for item in page.get("Items", []):
-            yield _summary(item)
+            yield summary_of(item)
 
 
 def enable_ttl(client: Any, table: str) -> bool:

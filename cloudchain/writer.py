@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
-from . import crypto, table
+from . import crypto, layout, table
 from .errors import CloudChainError, SecretNotFoundError, ValidationError, VersionConflictError
 from .results import Deleted
 from .store import SecretStore, live
@@ -95,7 +95,7 @@ class RowWriter:
         self,
         service: str,
         user: str,
-        plan: Callable[[table.StoredItem | None, str], Write[T] | None],
+        plan: Callable[[layout.StoredItem | None, str], Write[T] | None],
         doing: str,
     ) -> T | None:
         """Plan and write conditionally until the write lands; return its result (None: the
@@ -141,23 +141,27 @@ class RowWriter:
         )
 
     def _state(
-        self, item: table.StoredItem | None, row: table.StoredItem | None, write_id: str
-    ) -> table.RowState:
+        self, item: layout.StoredItem | None, row: layout.StoredItem | None, write_id: str
+    ) -> layout.RowState:
         """Return the row-level attributes of the next write: the revision after item's (the
         row as stored), and the retention and tags of row (the row as it counts: None when it
         is absent or past its recovery window)."""
         revision = (item.revision or 0) + 1 if item is not None else 1
         if row is None:
-            return table.RowState(revision=revision, write_id=write_id, retention=self.history_size)
-        return table.RowState(
+            return layout.RowState(
+                revision=revision, write_id=write_id, retention=self.history_size
+            )
+        return layout.RowState(
             revision=revision,
             write_id=write_id,
             retention=row.retention or self.history_size,
             tags=dict(row.tags),
         )
 
-    def _version(self, version: int, write_id: str, why: Why, **stored: Any) -> table.StoredVersion:
-        return table.StoredVersion(
+    def _version(
+        self, version: int, write_id: str, why: Why, **stored: Any
+    ) -> layout.StoredVersion:
+        return layout.StoredVersion(
             version=version,
             saved_at=utc_now(),
             write_id=write_id,
@@ -188,7 +192,7 @@ class RowWriter:
         # The version is bound into the ciphertext, so encrypt again only when it changes.
         encrypted: dict[int, tuple[bytes, str]] = {}
 
-        def plan(item: table.StoredItem | None, write_id: str) -> Write[int]:
+        def plan(item: layout.StoredItem | None, write_id: str) -> Write[int]:
             row = live(item)
             if only_if_deleted and (row is None or not row.deleted):
                 raise SecretNotFoundError(f"{store.where(service, user)} is not deleted")
@@ -225,7 +229,7 @@ class RowWriter:
             if row is not None:
                 history = [store.rebound(service, user, row.current), *row.history]
             kept = history[: state.retention - 1]
-            return Write(table.build_item(service, user, new, kept, state), version)
+            return Write(layout.build_item(service, user, new, kept, state), version)
 
         result = self._write(service, user, plan, why.action)
         assert result is not None
@@ -237,7 +241,7 @@ class RowWriter:
         version that records the delete, and the row expires after the recovery window."""
         store = self._store
 
-        def plan(item: table.StoredItem | None, write_id: str) -> Write[Deleted]:
+        def plan(item: layout.StoredItem | None, write_id: str) -> Write[Deleted]:
             row = live(item)
             if row is None or row.deleted:
                 raise store.not_found(service, user)
@@ -248,7 +252,7 @@ class RowWriter:
             # The delete record keeps as many older versions as the secret keeps values, so
             # the value it hides is always there to undelete.
             history = [store.rebound(service, user, row.current), *row.history]
-            new_item = table.build_item(service, user, record, history[: state.retention], state)
+            new_item = layout.build_item(service, user, record, history[: state.retention], state)
             return Write(new_item, Deleted(version, state.expires_at or 0))
 
         result = self._write(service, user, plan, "delete")
@@ -263,7 +267,7 @@ class RowWriter:
         """
         store = self._store
 
-        def plan(item: table.StoredItem | None, write_id: str) -> Write[None]:
+        def plan(item: layout.StoredItem | None, write_id: str) -> Write[None]:
             if item is None:
                 raise store.not_found(service, user)
             if not item.deleted and not force:
@@ -281,7 +285,7 @@ class RowWriter:
         """Set and remove tags of a secret without making a version; return its tags."""
         store = self._store
 
-        def plan(item: table.StoredItem | None, write_id: str) -> Write[dict[str, str]] | None:
+        def plan(item: layout.StoredItem | None, write_id: str) -> Write[dict[str, str]] | None:
             row = live(item)
             if row is None or row.deleted:
                 raise store.not_found(service, user)
@@ -289,7 +293,7 @@ class RowWriter:
             if new_tags == row.tags:
                 return None
             state = replace(self._state(item, row, write_id), tags=new_tags)
-            new_item = table.build_item(service, user, row.current, list(row.history), state)
+            new_item = layout.build_item(service, user, row.current, list(row.history), state)
             return Write(new_item, new_tags)
 
         result = self._write(service, user, plan, "tag")
@@ -300,7 +304,7 @@ class RowWriter:
         when and why. Return False when there was nothing to do."""
         store = self._store
 
-        def plan(item: table.StoredItem | None, write_id: str) -> Write[bool] | None:
+        def plan(item: layout.StoredItem | None, write_id: str) -> Write[bool] | None:
             row = live(item)
             if row is None:
                 return None
@@ -308,7 +312,7 @@ class RowWriter:
             if all(new is old for new, old in zip(moved, row.versions)):
                 return None
             state = replace(self._state(item, row, write_id), expires_at=row.expires_at)
-            new_item = table.build_item(service, user, moved[0], moved[1:], state)
+            new_item = layout.build_item(service, user, moved[0], moved[1:], state)
             return Write(new_item, True)
 
         moved: bool | None = self._write(service, user, plan, "re-encrypt")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cloudchain import CloudChain, IntegrityError, ValidationError
 from cloudchain.crypto import ENVELOPE_MAGIC, digest
-from cloudchain.table import ITEM_SIZE_LIMIT, item_size
+from cloudchain.layout import ITEM_SIZE_LIMIT, item_size
 
 KEY = {"Service": {"S": "svc"}, "Username": {"S": "u"}}
 SIZES = st.one_of(st.sampled_from([1, 4095, 4096, 4097, 300 * 1024]), st.integers(1, 300 * 1024))

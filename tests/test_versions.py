@@ -22,7 +22,7 @@ from cloudchain import (
     table,
 )
 from cloudchain.cli import main
-from cloudchain.table import ITEM_SIZE_LIMIT, StoredVersion, build_item, item_size
+from cloudchain.layout import ITEM_SIZE_LIMIT, StoredVersion, build_item, item_size
 
 KEY = {"Service": {"S": "billing"}, "Username": {"S": "alice"}}
 
