@@ -3,15 +3,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The package is installed (not editable) so the tests drive what users get from `pip install .`.
-SOURCES := setup.py pyproject.toml README.md cloudchain/py.typed $(shell find cloudchain -name '*.py')
+SOURCES := setup.py pyproject.toml README.md mkdocs.yml cloudchain/py.typed $(shell find cloudchain -name '*.py')
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo/demo.sh
 
 test: lint
 	$(BIN)/pytest -n auto
+
+# The reference in docs/, built with MkDocs in strict mode: a broken link fails the build.
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -34,4 +38,4 @@ $(VENV)/.installed: $(SOURCES)
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

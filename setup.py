@@ -13,8 +13,17 @@ VERSION = re.search(
 # moto's `server` extra pulls in cfn-lint, docker, xray and more for services we never emulate;
 # these are exactly what its server needs to serve DynamoDB, KMS and STS, at half the install.
 LOCAL = ["moto[dynamodb,kms]>=5.0", "flask", "flask-cors"]
+# cchain --render: Jinja2's sandbox.
+TEMPLATE = ["jinja2>=3.1"]
+# cchain --completion: argcomplete completes from cchain's own parser, in bash, zsh and fish.
+COMPLETION = ["argcomplete>=3"]
+# make docs: the reference in docs/, built with MkDocs in strict mode.
+DOCS = ["mkdocs>=1.5"]
 TEST = [
     *LOCAL,
+    *TEMPLATE,
+    *COMPLETION,
+    *DOCS,
     "pytest>=7",
     "pytest-xdist>=3",
     "hypothesis>=6",
@@ -37,7 +46,14 @@ setup(
     package_data={"cloudchain": ["py.typed"]},
     # cryptography: AES-256-GCM for envelope-encrypted (large) secrets, imported only for them.
     install_requires=["boto3>=1.28", "botocore>=1.31", "cryptography>=41"],
-    extras_require={"local": LOCAL, "test": TEST, "dev": TEST},
+    extras_require={
+        "local": LOCAL,
+        "template": TEMPLATE,
+        "completion": COMPLETION,
+        "docs": DOCS,
+        "test": TEST,
+        "dev": TEST,
+    },
     entry_points={
         "console_scripts": [
             "cchain = cloudchain.cli:main",

@@ -6,7 +6,7 @@ import random
 import time
 from typing import Callable, TypeVar
 
-from .errors import ThrottledError, aws_errors
+from .errors import CloudChainError, ThrottledError, translate
 
 T = TypeVar("T")
 # Rounds of botocore's own attempts a still-throttled call gets.
@@ -17,9 +17,12 @@ THROTTLE_BASE = 0.5
 class AwsCalls:
     """Runs calls against one table, translating errors into the CloudChainError tree."""
 
-    def __init__(self, tablename: str, endpoint: str | None) -> None:
+    def __init__(
+        self, tablename: str, endpoint: str | None, region: Callable[[], str] = lambda: "?"
+    ) -> None:
         self.tablename = tablename
         self.endpoint = endpoint
+        self._region = region  # asked only to explain a failure
 
     def __call__(self, doing: str, call: Callable[[], T]) -> T:
         """Run call, translating AWS errors; give a still-throttled call more rounds.
@@ -32,10 +35,20 @@ class AwsCalls:
         """
         for attempt in range(THROTTLE_ROUNDS):
             try:
-                with aws_errors(f"{doing} table '{self.tablename}'", self.endpoint):
-                    return call()
+                return self._translated(f"{doing} table '{self.tablename}'", call)
             except ThrottledError:
                 if attempt == THROTTLE_ROUNDS - 1:
                     raise
                 time.sleep(random.uniform(0, THROTTLE_BASE * 2**attempt))
         raise AssertionError("unreachable")
+
+    def _translated(self, doing: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except CloudChainError:
+            raise
+        except Exception as err:
+            translated = translate(err, doing, self.endpoint, self._region())
+            if translated is None:
+                raise
+            raise translated from err

@@ -108,7 +108,7 @@ class CloudChain:
             # A write that keeps losing races retries for as long as a reply may take.
             conflict_deadline=c.read_timeout,
         )
-        self._aws = AwsCalls(c.tablename, c.endpoint_url)
+        self._aws = AwsCalls(c.tablename, c.endpoint_url, lambda: self._clients.region)
         self._cache = (
             SecretCache(c.cache_ttl, c.stale_if_error, max_entries=c.cache_max_entries)
             if c.cache_ttl > 0

@@ -156,11 +156,13 @@ def _configure_logging(debug: bool) -> None:
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
-def _error(message: str, debug: bool) -> None:
+def _error(message: str, debug: bool, hint: str | None = None) -> None:
     if debug:
         traceback.print_exc(file=sys.stderr)
     # One line, whatever a name in it holds: control characters are printed as escapes.
     print(f"{PROG}: error: {shown(message)}", file=sys.stderr)
+    if hint:
+        print(f"{PROG}: hint: {shown(hint)}", file=sys.stderr)
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -170,6 +172,10 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run cchain with argv (default sys.argv[1:]) and return the exit code."""
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks what to complete; this exits
+        from .commands.doctor import autocomplete
+
+        autocomplete(parser)
     own_argv, command = _split_exec(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(own_argv)
@@ -186,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return action.run(Invocation(args, command))
     except CloudChainError as err:
-        _error(str(err), args.debug)
+        _error(str(err), args.debug, err.hint)
         return exit_code_for(err)
     except KeyboardInterrupt as err:
         print(f"{PROG}: error: interrupted", file=sys.stderr)

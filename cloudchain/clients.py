@@ -48,6 +48,14 @@ class Clients:
         # STS: only a local emulator's endpoint, which serves every service.
         return kms_endpoint_for(c.endpoint_url, None)
 
+    def credentials_method(self) -> str | None:
+        """Where botocore found credentials ("env", "shared-credentials-file", "sso",
+        "iam-role"...), or None when it found none."""
+        with self._lock:
+            session = self._session if self._session is not None else self._botocore_session()
+            credentials = session.get_credentials()
+        return None if credentials is None else str(credentials.method)
+
     @property
     def region(self) -> str:
         """The region the clients use: configured, else the AWS chain's, else us-east-1."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import configparser
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -191,6 +191,30 @@ def config_path(
     return Path(DEFAULT_CONFIG_PATH).expanduser(), False
 
 
+def _parse(path: Path, text: str) -> configparser.ConfigParser:
+    """Parse a .cchainrc (sectioned or not); an error names the file and the line."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(f"[{_TOP}]\n{text}", source=str(path))
+    except configparser.Error as err:
+        # Line numbers count the synthetic header line; the file's own start one later. The
+        # offending line is not quoted: a misplaced credential must not reach a terminal.
+        if isinstance(err, configparser.ParsingError) and err.errors:
+            reason = f"line {err.errors[0][0] - 1} is not `key = value` or a [section]"
+        elif isinstance(err, configparser.DuplicateOptionError):
+            where = "above any [section]" if err.section == _TOP else f"in [{err.section}]"
+            reason = f"line {(err.lineno or 1) - 1} sets {err.option!r} a second time {where}"
+        elif isinstance(err, configparser.DuplicateSectionError):
+            reason = f"line {(err.lineno or 1) - 1} opens [{err.section}] a second time"
+        else:
+            reason = str(err).splitlines()[0]
+        raise CloudChainConfigError(
+            f"cannot parse config file {path}: {reason}",
+            hint="fix that line; `cchain --doctor` shows the settings in force",
+        ) from None
+    return parser
+
+
 def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
     """Return the settings a `.cchainrc` file sets, sectioned or header-less."""
     try:
@@ -201,12 +225,10 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
         return {}
     except (OSError, UnicodeDecodeError) as err:
         raise CloudChainConfigError(f"cannot read config file {path}: {err}") from None
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read_string(f"[{_TOP}]\n{text}", source=str(path))
-    except configparser.Error as err:
-        first_line = str(err).splitlines()[0]
-        raise CloudChainConfigError(f"cannot parse config file {path}: {first_line}") from None
+    return _settings_in(_parse(path, text))
+
+
+def _settings_in(parser: configparser.ConfigParser) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, setting in SETTINGS.items():
         if parser.has_option(setting.section, setting.option):
@@ -216,9 +238,23 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
     return found
 
 
-def resolve(layers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
-    """Apply the precedence: for each setting, the first layer that has it wins."""
-    resolved: dict[str, Any] = {}
+def unknown_keys(path: Path) -> list[str]:
+    """Return the keys a config file sets that cloudchain does not read ([section] key)."""
+    parser = _parse(path, path.read_text(encoding="utf-8"))
+    known = {(s.section, s.option) for s in SETTINGS.values()}
+    known |= {(_TOP, s.option) for s in SETTINGS.values() if s.top_level}
+    return [
+        option if section == _TOP else f"[{section}] {option}"
+        for section in parser.sections()
+        for option in parser.options(section)
+        if (section, option) not in known
+    ]
+
+
+def resolve_sources(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, tuple[Any, str]]:
+    """Apply the precedence: for each setting, the first layer that has it wins. Return
+    {setting: (value, the layer it came from)}, for the settings any layer sets."""
+    resolved: dict[str, tuple[Any, str]] = {}
     for name, setting in SETTINGS.items():
         for source, values in layers:
             raw = values.get(name)
@@ -232,9 +268,14 @@ def resolve(layers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
                     raw = setting.parse(raw)
                 except ValueError as err:
                     raise CloudChainConfigError(f"invalid {name} from {source}: {err}") from None
-            resolved[name] = raw
+            resolved[name] = (raw, source)
             break
     return resolved
+
+
+def resolve(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Apply the precedence (see resolve_sources) and return {setting: value}."""
+    return {name: value for name, (value, _) in resolve_sources(layers).items()}
 
 
 def load_config(
@@ -244,6 +285,17 @@ def load_config(
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Build a Config from explicit values, the environment and the config file."""
+    return explain_config(overrides, path=path, environ=environ)[0]
+
+
+def explain_config(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Config, dict[str, str]]:
+    """Build a Config as load_config does, and say where each setting came from: "flag",
+    "environment", the config file's path, or "default"."""
     environ = os.environ if environ is None else environ
     overrides = dict(overrides or {})
     unknown = set(overrides) - {f.name for f in fields(Config)}
@@ -252,13 +304,19 @@ def load_config(
     file_path, required = config_path(path, environ)
     from_env = {name: s.from_environment(environ) for name, s in SETTINGS.items()}
     from_file = read_config_file(file_path, required=required)
-    values = resolve([("flag", overrides), ("environment", from_env), (str(file_path), from_file)])
+    layers = [("flag", overrides), ("environment", from_env), (str(file_path), from_file)]
+    found = resolve_sources(layers)
     extra = {
         name: value
         for name, value in overrides.items()
         if name not in SETTINGS and value is not None
     }
-    return Config(**{**_defaults_dict(), **values, **extra})
+    values = {name: value for name, (value, _) in found.items()}
+    config = Config(**{**_defaults_dict(), **values, **extra})
+    sources = {f.name: "default" for f in fields(Config)}
+    sources.update({name: source for name, (_, source) in found.items()})
+    sources.update({name: "flag" for name in extra})
+    return config, sources
 
 
 def _defaults_dict() -> dict[str, Any]:

@@ -18,10 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlparse
 
 
 class CloudChainError(Exception):
-    """Base class of every error cloudchain raises."""
+    """Base class of every error cloudchain raises; hint, when set, says what to do about it."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class CloudChainConfigError(CloudChainError):
@@ -55,8 +60,8 @@ class ThrottledError(EndpointError):
 class VersionConflictError(CloudChainError):
     """A check-and-set save found a different current version; nothing was written."""
 
-    def __init__(self, message: str, *, current_version: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, current_version: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.current_version = current_version
 
 
@@ -64,9 +69,14 @@ class IncompleteImportError(CloudChainError):
     """An import stopped at a failed write; the entries not yet written were not started."""
 
     def __init__(
-        self, message: str, *, written: tuple[str, ...], not_written: tuple[str, ...]
+        self,
+        message: str,
+        *,
+        written: tuple[str, ...],
+        not_written: tuple[str, ...],
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.written = written
         self.not_written = not_written
 
@@ -144,34 +154,83 @@ def aws_error_code(err: BaseException) -> str | None:
     return None
 
 
+def is_loopback(url: str | None) -> bool:
+    """Whether an endpoint URL is on this machine (a local emulator)."""
+    host = (urlparse(url).hostname or "") if url else ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def credentials_hint(endpoint: str | None) -> str:
+    """What to do when no usable AWS credentials were found."""
+    hint = "set AWS_PROFILE or run `aws configure`, or pass --profile"
+    if is_loopback(endpoint):
+        hint += (
+            "; the local emulator accepts any credentials: "
+            "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+        )
+    return hint
+
+
+POLICY_HINT = (
+    "`cchain -e SERVICE --policy read` (or write) prints the IAM policy a role needs; "
+    "`cchain --doctor` checks each permission"
+)
+
+
 def translate(
-    err: BaseException, doing: str, endpoint: str | None = None
+    err: BaseException, doing: str, endpoint: str | None = None, region: str | None = None
 ) -> CloudChainError | None:
-    """Return the CloudChainError for a botocore error, or None when it is not one of ours."""
+    """Return the CloudChainError for a botocore error, or None when it is not one of ours.
+
+    The message says what failed and where; the hint, what to do about it.
+    """
     code = aws_error_code(err)
+    where = endpoint or "its AWS endpoint"
+    if code == "ResourceNotFoundException":
+        return CloudChainConfigError(
+            f"{doing}: the table does not exist in region {region or '?'} at {where} ({code})",
+            hint="check --region and --endpoint-url, or run `cchain --doctor`, before "
+            "`cchain --setup` creates a new table there",
+        )
+    if code in ("AccessDeniedException", "AccessDenied"):
+        operation = getattr(err, "operation_name", None) or "the call"
+        said = str(getattr(err, "response", {}).get("Error", {}).get("Message", "")).strip()
+        # AWS's message names the principal, the action and the resource, never a payload.
+        return AccessDeniedError(
+            f"{doing}: access denied for {operation}"
+            + (f": {said}" if said else "")
+            + f" ({code})",
+            hint=POLICY_HINT,
+        )
     if code is not None:
         cls, reason = ERROR_CODES.get(code, (CloudChainError, "AWS refused the request"))
-        return cls(f"{doing}: {reason} ({code})")
+        hint = credentials_hint(endpoint) if cls is AccessDeniedError else None
+        return cls(f"{doing}: {reason} ({code})", hint=hint)
     mro_names = {klass.__name__ for klass in type(err).__mro__}
     if mro_names.intersection(_CONNECTION_ERRORS):
         kwargs = getattr(err, "kwargs", {}) or {}
         where = kwargs.get("endpoint_url") or endpoint or "the AWS default endpoint"
-        return EndpointError(f"{doing}: cannot reach {where} ({type(err).__name__})")
+        return EndpointError(
+            f"{doing}: cannot reach {where} ({type(err).__name__})",
+            hint="check the endpoint, the region and the network; `cchain --doctor` tests them",
+        )
     if mro_names.intersection(_CREDENTIAL_ERRORS):
         # botocore's own text here names profiles and settings, never a secret.
-        return CloudChainConfigError(f"{doing}: {err}")
+        return CloudChainConfigError(f"{doing}: {err}", hint=credentials_hint(endpoint))
     return None
 
 
 @contextmanager
-def aws_errors(doing: str, endpoint: str | None = None) -> Iterator[None]:
+def aws_errors(
+    doing: str, endpoint: str | None = None, region: str | None = None
+) -> Iterator[None]:
     """Translate botocore errors raised inside the block, chaining the original."""
     try:
         yield
     except CloudChainError:
         raise
     except Exception as err:
-        translated = translate(err, doing, endpoint)
+        translated = translate(err, doing, endpoint, region)
         if translated is None:
             raise
         raise translated from err

@@ -273,11 +273,25 @@ def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "exit codes" in capsys.readouterr().out
 
 
-def test_every_flag_is_documented_in_the_readme() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for action in build_parser()._actions:
-        for flag in action.option_strings:
-            assert re.search(rf"[`/ ]{re.escape(flag)}(?![\w-])", readme), flag
+def test_every_flag_is_documented_in_the_cli_page() -> None:
+    page = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    flags = [flag for action in build_parser()._actions for flag in action.option_strings]
+    assert len(flags) > 60
+    for flag in flags:
+        assert re.search(rf"[`/ ]{re.escape(flag)}(?![\w-])", page), flag
+
+
+def test_help_has_one_titled_section_per_purpose_and_ends_with_three_examples(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    titles = [line[:-1] for line in text.splitlines() if line and line.endswith(":")
+              and not line.startswith(" ")]  # fmt: skip
+    assert len(titles) == len(set(titles)) >= 8, titles
+    assert "options" not in titles
+    examples = text.split("examples:\n", 1)[1].splitlines()
+    assert len(examples) == 3 and all("cchain -" in line for line in examples)
 
 
 def test_import_keeps_a_raw_crlf_inside_a_quoted_dotenv_value(cli: None, tmp_path: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from . import admin, secrets, service, versions
+from . import admin, doctor, render, secrets, service, versions
 from .spec import Section
 
 SECTIONS: tuple[Section, ...] = (
     secrets.SECTION,
     versions.SECTION,
     service.SECTION,
+    render.SECTION,
     admin.SECTION,
+    doctor.SECTION,
 )

@@ -205,14 +205,21 @@ SECTION = Section(
             "--export: json (default), dotenv or env; --import: json or dotenv (default: detect)",
             {"choices": ("json", "dotenv", "env")},
         ),
-        Option(("-o", "--output"), "--export: write FILE (mode 0600)", {"metavar": "FILE"}),
+        Option(
+            ("-o", "--output"),
+            "--export, --render: write FILE (mode 0600, replaced atomically)",
+            {"metavar": "FILE"},
+        ),
         Option(
             ("--prefix",),
             "--export, --exec: prefix for variable names",
             {"default": "", "metavar": "PREFIX"},
         ),
         Option(("--pristine",), "--exec: start from an empty environment"),
-        Option(("--dry-run",), "--import: show what would change, write nothing"),
+        Option(
+            ("--dry-run",),
+            "--import: show what would change, write nothing; --render: list what it reads",
+        ),
         Option(
             ("--allow-env",),
             "--exec, --export: let a secret set NAME although it changes how programs run "

@@ -63,6 +63,7 @@ def emulator(moto_server: str, clean_env: Path) -> Emulator:
     assert not crypto.key_exists(kms, KEY_ALIAS)
     crypto.create_key_with_alias(kms, KEY_ALIAS)
     table.create_table(dynamodb, "safedb")
+    table.enable_ttl(dynamodb, "safedb")
     return emulator
 
 

@@ -107,3 +107,27 @@ def test_the_emulator_says_who_is_calling(local_emulator: Emulator) -> None:
     assert local_emulator.run("-u", "u", "-e", "s", "--save", "-", stdin="x").code == 0
     history = local_emulator.run("-u", "u", "-e", "s", "--history").out
     assert history.split("\t")[2] == "arn:aws:sts::123456789012:user/moto"
+
+
+def test_every_quickstart_command_prints_what_the_readme_shows(emulator: Emulator) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    console = section.split("```console\n", 1)[1].split("```", 1)[0]
+    python = section.split("```python\n", 1)[1].split("```", 1)[0]
+    steps: list[tuple[str, list[str]]] = []
+    for line in console.splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        else:
+            steps[-1][1].append(line)
+    assert len(steps) >= 5
+    env = {**emulator.env, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    for command, expected in steps:
+        proc = subprocess.run(
+            ["bash", "-c", command + " 2>&1"], capture_output=True, text=True, env=env
+        )
+        assert proc.returncode == 0, (command, proc.stdout)
+        assert proc.stdout.splitlines() == expected, command
+    ran = subprocess.run([str(BIN / "python"), "-c", python], capture_output=True, text=True,
+                         env=env)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr

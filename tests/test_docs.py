@@ -1,0 +1,42 @@
+"""The docs: they build with MkDocs in strict mode, and every link the README gives exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_docs_build_strictly(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "mkdocs"), "build", "--strict", "-q",
+         "-f", str(REPO / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "site" / "cli" / "index.html").exists()
+
+
+def test_every_page_is_in_the_navigation() -> None:
+    nav = (REPO / "mkdocs.yml").read_text()
+    for page in (REPO / "docs").glob("*.md"):
+        assert f": {page.name}" in nav, page.name
+
+
+def test_every_link_in_the_readme_exists() -> None:
+    readme = (REPO / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert len(links) >= 10
+    for link in links:
+        assert (REPO / link).exists(), link
+
+
+def test_the_readme_is_an_introduction() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme) < 10_000
+    titles = re.findall(r"^## (.+)$", readme, re.M)
+    assert titles == ["What cloudchain is", "Install", "Quickstart", "The local emulator",
+                      "Security model, in short", "Reference"]  # fmt: skip
