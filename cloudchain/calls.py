@@ -48,7 +48,14 @@ class AwsCalls:
         except CloudChainError:
             raise
         except Exception as err:
-            translated = translate(err, doing, self.endpoint, self._region())
+            translated = translate(err, doing, self.endpoint, self._region_or_unknown())
             if translated is None:
                 raise
             raise translated from err
+
+    def _region_or_unknown(self) -> str:
+        # Explaining a failure must not fail in turn: a broken profile breaks this lookup too.
+        try:
+            return self._region()
+        except Exception:
+            return "?"

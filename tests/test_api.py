@@ -113,9 +113,13 @@ def test_read_needs_no_key_alias(chain: CloudChain) -> None:
     assert CloudChain().read("billing", "alice") == "x"
 
 
-def test_missing_table_suggests_setup(aws: None) -> None:
-    with pytest.raises(CloudChainConfigError, match=r"'absent'.*cchain --setup"):
+def test_missing_table_names_region_and_suggests_checking_before_setup(aws: None) -> None:
+    with pytest.raises(
+        CloudChainConfigError, match=r"'absent'.*does not exist in region us-east-1"
+    ) as info:
         CloudChain(tablename="absent").read("billing", "alice")
+    assert info.value.hint is not None
+    assert "--region" in info.value.hint and "before `cchain --setup`" in info.value.hint
 
 
 def test_unknown_key_alias_is_a_config_error(chain: CloudChain) -> None:

@@ -36,12 +36,34 @@ def test_every_error_is_a_cloudchain_error_and_importable_from_the_package() -> 
         assert issubclass(getattr(cloudchain, name), cloudchain.CloudChainError)
 
 
+# Codes whose message says more than their reason: where the table was looked for, and which
+# operation was denied (tested below).
+EXPLAINED = ("ResourceNotFoundException", "AccessDeniedException", "AccessDenied")
+
+
 @pytest.mark.parametrize("code", sorted(ERROR_CODES))
 def test_every_mapped_code_becomes_its_error_with_context(code: str) -> None:
     expected_class, reason = ERROR_CODES[code]
     err = translate(_client_error(code), "cannot read billing/alice from table 'safedb'")
     assert type(err) is expected_class
-    assert str(err) == f"cannot read billing/alice from table 'safedb': {reason} ({code})"
+    if code not in EXPLAINED:
+        assert str(err) == f"cannot read billing/alice from table 'safedb': {reason} ({code})"
+
+
+def test_a_missing_table_names_where_it_was_looked_for() -> None:
+    err = translate(_client_error("ResourceNotFoundException"), "doing", "http://h:1", "eu-west-3")
+    assert str(err) == (
+        "doing: the table does not exist in region eu-west-3 at http://h:1 "
+        "(ResourceNotFoundException)"
+    )
+    assert err is not None and err.hint is not None and "--region" in err.hint
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "AccessDenied"])
+def test_access_denied_names_the_operation_and_points_to_the_policy(code: str) -> None:
+    err = translate(_client_error(code), "doing")
+    assert err is not None and "access denied for" in str(err) and f"({code})" in str(err)
+    assert err.hint is not None and "--policy read" in err.hint
 
 
 def test_unmapped_code_becomes_the_base_error_naming_the_code() -> None:

@@ -53,7 +53,8 @@ def test_stopped_emulator_fails_the_next_command_cleanly_with_defaults(
     elapsed = time.monotonic() - started
     assert result.code == 1
     assert result.out == ""
-    assert result.err.count("\n") == 1
+    error, hint = result.err.splitlines()  # one error line, and one hint line
+    assert error.startswith("cchain: error: ") and hint.startswith("cchain: hint: ")
     assert "Traceback" not in result.err
     assert local_emulator.url in result.err
     assert elapsed < 16, f"took {elapsed:.1f} s with default retries"
