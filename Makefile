@@ -24,12 +24,14 @@ lint: $(VENV)/.installed
 
 # credstash is installed into the bench virtualenv only, never into .venv or the package.
 BENCH_VENV ?= .venv-bench
+# wrk (Debian's package) loads the agent; without it that one row is skipped.
 bench: $(BENCH_VENV)/.installed
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
 	$(BENCH_VENV)/bin/python bench/run.py
 
 $(BENCH_VENV)/.installed: $(SOURCES)
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[local]' credstash
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[local,agent]' credstash
 	touch $@
 
 $(VENV)/.installed: $(SOURCES)

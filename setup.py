@@ -17,12 +17,15 @@ LOCAL = ["moto[dynamodb,kms]>=5.0", "flask", "flask-cors"]
 TEMPLATE = ["jinja2>=3.1"]
 # cchain --completion: argcomplete completes from cchain's own parser, in bash, zsh and fish.
 COMPLETION = ["argcomplete>=3"]
+# cchain-agent's /metrics, in the Prometheus text format.
+AGENT = ["prometheus-client>=0.17"]
 # make docs: the reference in docs/, built with MkDocs in strict mode.
 DOCS = ["mkdocs>=1.5"]
 TEST = [
     *LOCAL,
     *TEMPLATE,
     *COMPLETION,
+    *AGENT,
     *DOCS,
     "pytest>=7",
     "pytest-xdist>=3",
@@ -50,6 +53,7 @@ setup(
         "local": LOCAL,
         "template": TEMPLATE,
         "completion": COMPLETION,
+        "agent": AGENT,
         "docs": DOCS,
         "test": TEST,
         "dev": TEST,
@@ -58,6 +62,7 @@ setup(
         "console_scripts": [
             "cchain = cloudchain.cli:main",
             "cchain-local = cloudchain.local:main",
+            "cchain-agent = cloudchain.agent.server:main",
         ]
     },
     classifiers=[

@@ -2,7 +2,9 @@
 
 Run with `make bench`. It starts a moto server, puts bench/latency_proxy.py in front of it,
 seeds both tools, and alternates them round by round, so machine noise hits both alike. It
-prints medians and the ratio cloudchain/credstash (below 1 means cloudchain is faster).
+prints medians and the ratio cloudchain/credstash (below 1 means cloudchain is faster). Then
+cchain-agent: a wrk load of 50 connections for 10 s, and its peak memory holding 1,000
+secrets, which have no credstash counterpart.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import boto3
 
 sys.path.insert(0, str(Path(__file__).parent))
+from agent import agent, wrk
 from latency_proxy import LatencyProxy
 
 BIN = Path(sys.executable).parent
@@ -142,8 +145,9 @@ def main() -> int:
     }
     os.environ.clear()
     os.environ.update(base_env)
+    os.chdir(home)  # whatever a tool leaves in its working directory (credstash.log) goes here
 
-    with moto_server() as port:
+    with moto_server() as port, contextlib.ExitStack() as stack:
         direct = f"http://127.0.0.1:{port}"
         proxy = LatencyProxy(port, args.latency_ms / 2000).start()
         slow = f"http://127.0.0.1:{proxy.port}"
@@ -175,19 +179,27 @@ def main() -> int:
         rows: dict[str, Callable[[], tuple[float, float, float | None]]] = {}
 
         def process_row(
-            ours: list[str], peer: list[str], floor: list[str] | None
+            ours: list[str],
+            peer: list[str],
+            floor: list[str] | None,
+            env: dict[str, str] | None = None,
+            before: Callable[[], None] | None = None,
         ) -> Callable[[], tuple[float, float, float | None]]:
             flip = iter(range(10**9))
 
             def one() -> tuple[float, float, float | None]:
                 # Alternate the order inside each round too: whoever runs first pays for
                 # cold caches, so neither tool always does.
-                runs = [("ours", ours, ours_env), ("peer", peer, peer_env)]
+                runs = [("ours", ours, env or ours_env), ("peer", peer, peer_env)]
                 if floor:
                     runs.append(("floor", floor, ours_env))
                 if next(flip) % 2:
                     runs.reverse()
-                times = {name: run_process(argv, env) for name, argv, env in runs}
+                times = {}
+                for name, argv, run_env in runs:
+                    if name == "ours" and before is not None:
+                        before()
+                    times[name] = run_process(argv, run_env)
                 return times["ours"], times["peer"], times.get("floor")
 
             return one
@@ -228,6 +240,24 @@ def main() -> int:
             lambda: chain.save(SERVICE, "saved", f"value-{next(counter)}"), peer_save
         )
 
+        # cchain-agent on a unix socket, reading through the same proxy.
+        from cloudchain.agent.client import AgentClient
+
+        agent_env = {**ours_env, "XDG_RUNTIME_DIR": os.path.join(home, "run")}
+        served = stack.enter_context(agent(str(BIN / "cchain-agent"), agent_env, folder=Path(home)))
+        via_agent = {**ours_env, **served.settings}
+        client = AgentClient(served.settings["CLOUDCHAIN_AGENT"])
+        client.read(SERVICE, "user-000")  # a hit from the first measured round on
+        read_argv = [cchain, "-u", "user-000", "-e", SERVICE, "--read"]
+        peer_get = [credstash_cli, "get", f"{SERVICE}-user-000"]
+        rows["cchain --read through cchain-agent, cache hit vs credstash get (process)"] = (
+            process_row(read_argv, peer_get, None, env=via_agent)
+        )
+        rows["cchain --read through cchain-agent, cache miss vs credstash get (process)"] = (
+            process_row(read_argv, peer_get, None, env=via_agent,
+                        before=lambda: client.refresh(SERVICE, "user-000"))
+        )  # fmt: skip
+
         results: dict[str, list[tuple[float, float, float | None]]] = {name: [] for name in rows}
         for round_no in range(args.rounds):
             for name, measure in rows.items():
@@ -245,6 +275,25 @@ def main() -> int:
                  [credstash_cli, "getall"]),
             ]
         }  # fmt: skip
+
+        # The agent under load: 50 connections of cached reads for 10 s, on loopback TCP.
+        tcp = stack.enter_context(
+            agent(str(BIN / "cchain-agent"), agent_env, "--listen", "127.0.0.1:0",
+                  "--token-file", str(write_token(home)), folder=Path(home))
+        )  # fmt: skip
+        url = f"{tcp.settings['CLOUDCHAIN_AGENT']}/v1/secret?service={SERVICE}&user=user-000"
+        token = Path(tcp.settings["CLOUDCHAIN_AGENT_TOKEN_FILE"]).read_text().strip()
+        AgentClient(tcp.settings["CLOUDCHAIN_AGENT"], token).read(SERVICE, "user-000")
+        load = wrk(url, token)
+        # Peak memory holding 1,000 secrets: a service of 1,000, prefetched.
+        seed.import_secrets("thousand", {f"user-{n:04d}": f"secret-{n}-{'y' * 24}"
+                                         for n in range(1000)})  # fmt: skip
+        with agent(str(BIN / "cchain-agent"), {**agent_env, "CLOUDCHAIN_ENDPOINT_URL": direct},
+                   "--listen", "unix:" + os.path.join(home, "thousand.sock"),
+                   "--prefetch", "thousand", folder=Path(home)) as holding:  # fmt: skip
+            held = AgentClient(holding.settings["CLOUDCHAIN_AGENT"]).export("thousand")
+            assert len(held) == 1000
+            agent_peak = holding.peak_kib()
         proxy.stop()
 
     print(
@@ -266,7 +315,24 @@ def main() -> int:
         print(
             f"{label:<75} {ours_kb / 1024:>9.1f}MB {peer_kb / 1024:>8.1f}MB {ours_kb / peer_kb:>6.2f}"
         )
+    print(f"\n{'cchain-agent, no credstash counterpart':<75}")
+    if load is None:
+        print(f"{'  load (wrk -t2 -c50 -d10s, cached reads)':<75} skipped: wrk is not installed")
+    else:
+        print(f"{'  load (wrk -t2 -c50 -d10s, cached reads over loopback TCP)':<75} "
+              f"{load.requests_per_second:>9.0f} requests/s, p50 {load.p50_ms:.2f} ms, "
+              f"p99 {load.p99_ms:.2f} ms, {load.errors} errors")  # fmt: skip
+    print(f"{'  peak memory (VmHWM) holding 1,000 prefetched secrets':<75} "
+          f"{agent_peak / 1024:>9.1f}MB")  # fmt: skip
     return 0
+
+
+def write_token(home: str) -> Path:
+    """A token file for the TCP agent (the agent would write one too; this one is known)."""
+    path = Path(home) / "bench.token"
+    path.write_text(os.urandom(32).hex() + "\n")
+    path.chmod(0o600)
+    return path
 
 
 if __name__ == "__main__":

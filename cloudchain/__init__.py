@@ -10,9 +10,9 @@ Reference usage::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .chain import CloudChain
-from .config import Config
 from .errors import (
     AccessDeniedError,
     CloudChainConfigError,
@@ -25,8 +25,43 @@ from .errors import (
     ValidationError,
     VersionConflictError,
 )
-from .module_api import read_configfile, readcreds, savecreds
-from .results import Entry, ImportResult, SetupResult, VersionInfo
+
+if TYPE_CHECKING:
+    from .chain import CloudChain
+    from .config import Config
+    from .module_api import read_configfile, readcreds, savecreds
+    from .results import Deleted, Entry, ImportResult, SetupResult, VersionDiff, VersionInfo
+
+# Imported on first use, so that `readcreds` through the agent, and `cchain --read` through it,
+# load none of the AWS machinery (PEP 562).
+_LAZY = {
+    "CloudChain": "chain",
+    "Config": "config",
+    "Deleted": "results",
+    "Entry": "results",
+    "ImportResult": "results",
+    "SetupResult": "results",
+    "VersionDiff": "results",
+    "VersionInfo": "results",
+    "read_configfile": "module_api",
+    "readcreds": "module_api",
+    "savecreds": "module_api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 # The reference module variables. None means unset: the environment, then the config file,
 # then the default apply. They are read on every call.
@@ -41,6 +76,7 @@ __all__ = [
     "CloudChainConfigError",
     "CloudChainError",
     "Config",
+    "Deleted",
     "EndpointError",
     "Entry",
     "ImportResult",
@@ -51,6 +87,7 @@ __all__ = [
     "ThrottledError",
     "ValidationError",
     "VersionConflictError",
+    "VersionDiff",
     "VersionInfo",
     "__version__",
     "endpoint_url",

@@ -1,7 +1,8 @@
-"""An optional in-process cache of decrypted secrets, after AWS's secrets caching client.
+"""A cache of decrypted secrets, after AWS's secrets caching client: the optional in-process
+cache of CloudChain, and the cache of cchain-agent.
 
-Plaintext stays in process memory for up to the TTL (and the stale window): the price of
-skipping a DynamoDB read and a KMS call on every `read`.
+Plaintext stays in memory for up to the TTL (and the stale window): the price of skipping a
+DynamoDB read and a KMS call on every read.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Any, Callable, TypeVar
 
-from .errors import EndpointError
+from .errors import EndpointError, SecretNotFoundError
 
 log = logging.getLogger(__name__)
-Value = Union[str, bytes]
+T = TypeVar("T")
 
 # Each entry refreshes up to this fraction of the TTL early, so many processes started
 # together do not all go back to AWS in the same instant.
@@ -28,14 +29,35 @@ JITTER = 0.1
 @dataclass
 class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    value: Value | None = field(default=None, repr=False)  # plaintext: never in a repr
+    value: Any = field(default=None, repr=False)  # plaintext: never in a repr
+    missing: SecretNotFoundError | None = None  # a miss, held for miss_ttl
     fetched_at: float = 0.0
     refresh_at: float = 0.0
+    # Kept fresh by someone else (the agent's prefetch): a read never fetches it while it is
+    # within its stale window.
+    background: bool = False
+
+    @property
+    def held(self) -> bool:
+        return self.value is not None or self.missing is not None
+
+
+@dataclass
+class CacheStats:
+    """What the cache did, counted since it was made."""
+
+    hits: int = 0  # answered from the cache
+    misses: int = 0  # fetched
+    stale: int = 0  # answered past the TTL: AWS failing, or a background refresh late
+    errors: int = 0  # fetches that failed
 
 
 class SecretCache:
     """A thread-safe TTL cache of at most max_entries entries, least recently used evicted
-    first; concurrent misses for one key cause a single fetch."""
+    first; concurrent misses for one key cause a single fetch.
+
+    miss_ttl > 0 holds a SecretNotFoundError that long, as an entry like any other.
+    """
 
     def __init__(
         self,
@@ -43,10 +65,13 @@ class SecretCache:
         stale_if_error: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 1024,
+        miss_ttl: float = 0.0,
     ) -> None:
         self.ttl = ttl
         self.stale_if_error = stale_if_error
         self.max_entries = max_entries
+        self.miss_ttl = miss_ttl
+        self.stats = CacheStats()
         self._clock = clock
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._lock = threading.Lock()
@@ -61,8 +86,7 @@ class SecretCache:
         with self._lock:
             return len(self._entries)
 
-    def get(self, key: Hashable, fetch: Callable[[], Value]) -> Value:
-        """Return the cached value for key, calling fetch when it is missing or due a refresh."""
+    def _entry(self, key: Hashable) -> _Entry:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -73,37 +97,82 @@ class SecretCache:
                     self._entries.popitem(last=False)
             else:
                 self._entries.move_to_end(key)
+            return entry
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+    def _answer(self, entry: _Entry, counter: str) -> Any:
+        self._count(counter)
+        if entry.missing is not None:
+            raise SecretNotFoundError(str(entry.missing))
+        return entry.value
+
+    def get(self, key: Hashable, fetch: Callable[[], T]) -> T:
+        """Return the cached value for key, calling fetch when it is missing or due a refresh."""
+        entry = self._entry(key)
         # Per-entry lock: a second thread missing the same key waits here for the first
         # thread's fetch instead of making its own; other keys are not held up.
         with entry.lock:
             now = self._clock()
-            if entry.value is not None and now < entry.refresh_at:
-                return entry.value
+            if entry.held and now < entry.refresh_at:
+                return self._answer(entry, "hits")  # type: ignore[no-any-return]
+            stale_until = entry.fetched_at + self.ttl + self.stale_if_error
+            if entry.background and entry.value is not None and now < stale_until:
+                return self._answer(entry, "stale")  # type: ignore[no-any-return]
+            self._count("misses")
             try:
                 value = fetch()
+            except SecretNotFoundError as err:
+                self._count("errors")
+                if self.miss_ttl > 0:
+                    self._hold(entry, None, err, now, self.miss_ttl)
+                elif not entry.held:
+                    self._discard(key, entry)
+                raise
             except BaseException as err:
-                stale_until = entry.fetched_at + self.ttl + self.stale_if_error
+                self._count("errors")
                 if isinstance(err, EndpointError) and entry.value is not None and now < stale_until:
                     log.warning("serving a stale cached value while AWS fails")
-                    return entry.value
-                if entry.value is None:
+                    return self._answer(entry, "stale")  # type: ignore[no-any-return]
+                if not entry.held:
                     self._discard(key, entry)  # nothing cached: keep no empty entry
                 raise
-            entry.value = value
-            entry.fetched_at = now
-            entry.refresh_at = now + self.ttl * (1 - JITTER * random.random())
+            self._hold(entry, value, None, now, self.ttl)
             return value
+
+    def _hold(
+        self,
+        entry: _Entry,
+        value: Any,
+        missing: SecretNotFoundError | None,
+        now: float,
+        ttl: float,
+    ) -> None:
+        entry.value, entry.missing = value, missing
+        entry.fetched_at = now
+        entry.refresh_at = now + ttl * (1 - JITTER * random.random())
+
+    def put(self, key: Hashable, value: Any, *, background: bool = False) -> None:
+        """Store a value fetched elsewhere; background: kept fresh by its caller."""
+        entry = self._entry(key)
+        with entry.lock:
+            self._hold(entry, value, None, self._clock(), self.ttl)
+            entry.background = background
 
     def _discard(self, key: Hashable, entry: _Entry) -> None:
         with self._lock:
             if self._entries.get(key) is entry:
                 del self._entries[key]
 
-    def invalidate(self, match: Callable[[Hashable], bool]) -> None:
-        """Forget every entry whose key matches."""
+    def invalidate(self, match: Callable[[Hashable], bool]) -> int:
+        """Forget every entry whose key matches; return how many."""
         with self._lock:
-            for key in [k for k in self._entries if match(k)]:
+            keys = [k for k in self._entries if match(k)]
+            for key in keys:
                 del self._entries[key]
+        return len(keys)
 
     def forget_row(self, tablename: str, service: str, user: str) -> None:
         """Forget every cached version of one row: a save changes "latest", a delete all."""

@@ -28,6 +28,7 @@ from .results import (
     Secret,
     SetupResult,
     VersionDiff,
+    Versioned,
     VersionInfo,
     secret_value,
 )
@@ -216,20 +217,26 @@ class CloudChain:
     def read(self, service: str, user: str, version: int | None = None) -> Secret:
         """Return the secret of service/user (latest, or the given version): str, or bytes
         when it was saved as bytes. A deleted secret reads as absent, every version of it."""
+        return self.read_versioned(service, user, version).value
+
+    def read_versioned(self, service: str, user: str, version: int | None = None) -> Versioned:
+        """Return the secret of service/user, as read(), with the number of its version."""
         service, user = check_row(service, user)
         if version is not None:
             check_version(version)
         where = f"{service}/{user}" + (f" version {version}" if version else "")
 
-        def fetch() -> Secret:
-            plaintext, binary = self._aws(
+        def fetch() -> Versioned:
+            plaintext, binary, number = self._aws(
                 f"cannot read {where} from", lambda: self._store.plaintext(service, user, version)
             )
-            return secret_value(plaintext, binary, f"{where} in table '{self.config.tablename}'")
+            value = secret_value(plaintext, binary, f"{where} in table '{self.config.tablename}'")
+            return Versioned(value, number)
 
         if self._cache is None:
             return fetch()
-        return self._cache.get((self.config.tablename, service, user, version), fetch)
+        found: Versioned = self._cache.get((self.config.tablename, service, user, version), fetch)
+        return found
 
     def history(self, service: str, user: str) -> builtins.list[VersionInfo]:
         """Return the retained versions of service/user, newest first, with who made each,
@@ -252,7 +259,7 @@ class CloudChain:
         key = self._require_key(service)
 
         def roll() -> int:
-            plaintext, binary = self._store.plaintext(service, user, version)
+            plaintext, binary, _ = self._store.plaintext(service, user, version)
             return self._writer.save(service, user, plaintext, key, binary=binary, why=why)
 
         return self._writing(
@@ -382,6 +389,12 @@ class CloudChain:
         One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
         naming it and return nothing.
         """
+        return {user: v.value for user, v in self.export_versioned(service, tags=tags).items()}
+
+    def export_versioned(
+        self, service: str, *, tags: Mapping[str, str] | None = None
+    ) -> dict[str, Versioned]:
+        """Return what export() does, with the version number of each secret."""
         return self._service.export(service, tags=tags)
 
     def import_secrets(

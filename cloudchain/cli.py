@@ -13,18 +13,19 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .commands import SECTIONS
 from .commands.spec import (
+    CONFIG_FLAGS,
     CONFIGURATION,
     EXIT_CONFLICT,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
+    EXIT_OK,
     EXIT_TERMINATED,
     EXIT_USAGE,
     FROM_STDIN_OR_PROMPT,
@@ -36,6 +37,9 @@ from .commands.spec import (
 )
 from .errors import CloudChainError, SecretNotFoundError, ValidationError, VersionConflictError
 from .validation import shown
+
+if TYPE_CHECKING:
+    from .agent.client import AgentClient
 
 ACTIONS: dict[str, Action] = {a.name: a for s in SECTIONS for a in s.actions}
 JSON = Option(
@@ -76,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show tracebacks and debug logging, never a secret"
     )
     _add(general, JSON)
+    general.add_argument(
+        "--no-agent",
+        action="store_true",
+        help="read from AWS even when CLOUDCHAIN_AGENT names an agent",
+    )
     which = parser.add_argument_group("which secret")
     which.add_argument("-u", "--user", help="the user (DynamoDB range key Username)")
     which.add_argument("-e", "--service", help="the service (DynamoDB hash key Service)")
@@ -158,11 +167,45 @@ def _configure_logging(debug: bool) -> None:
 
 def _error(message: str, debug: bool, hint: str | None = None) -> None:
     if debug:
+        import traceback
+
         traceback.print_exc(file=sys.stderr)
     # One line, whatever a name in it holds: control characters are printed as escapes.
     print(f"{PROG}: error: {shown(message)}", file=sys.stderr)
     if hint:
         print(f"{PROG}: hint: {shown(hint)}", file=sys.stderr)
+
+
+def _agent_for(args: argparse.Namespace) -> AgentClient | None:
+    """The agent that serves this run's reads: the one CLOUDCHAIN_AGENT names, unless
+    --no-agent, or a configuration flag asks for something the agent may not serve."""
+    if args.no_agent or "CLOUDCHAIN_AGENT" not in os.environ:
+        return None
+    flags = ("config", *CONFIG_FLAGS)
+    if any(getattr(args, flag, None) is not None for flag in flags):
+        return None
+    from .agent.client import AgentClient, AgentUnavailable
+
+    try:
+        return AgentClient.from_environment()
+    except AgentUnavailable as why:
+        print(f"{PROG}: warning: {why}; reading from AWS directly", file=sys.stderr)
+        return None
+
+
+def _refresh_agent(args: argparse.Namespace, changes: str) -> None:
+    """After a write, have the agent forget what it changed; if it cannot, only warn."""
+    if args.no_agent or "CLOUDCHAIN_AGENT" not in os.environ:
+        return
+    from .agent.client import AgentClient, AgentUnavailable
+
+    try:
+        agent = AgentClient.from_environment()
+        if agent is not None:
+            agent.refresh(args.service, args.user if changes == "row" else None)
+    except (AgentUnavailable, CloudChainError) as why:
+        print(f"{PROG}: warning: the agent may serve the old value until its TTL: {why}",
+              file=sys.stderr)  # fmt: skip
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -183,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit:  # argparse's --help, --version and usage errors
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
     _configure_logging(args.debug)
+    agent = _agent_for(args)
     # SIGTERM stops bulk work as Ctrl-C does; only the main thread may set a handler.
     catch_sigterm = threading.current_thread() is threading.main_thread() and (
         signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
@@ -190,7 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if catch_sigterm:
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return action.run(Invocation(args, command))
+        code = action.run(Invocation(args, command, agent))
+        if action.changes and code == EXIT_OK:
+            _refresh_agent(args, action.changes)
+        return code
     except CloudChainError as err:
         _error(str(err), args.debug, err.hint)
         return exit_code_for(err)

@@ -282,6 +282,23 @@ def _mismatch() -> bool:
     raise CloudChainError("the probe read back differently from what was saved")
 
 
+def check_agent(doctor: Doctor) -> str:
+    from .agent.client import AgentClient, AgentUnavailable
+
+    try:
+        agent = AgentClient.from_environment(doctor.environ)
+        if agent is None:
+            raise Skipped("CLOUDCHAIN_AGENT is not set: reads go to AWS directly")
+        status = agent.health().get("status")
+    except AgentUnavailable as why:
+        raise Failed(
+            str(why), "start cchain-agent, or unset CLOUDCHAIN_AGENT (reads then go to AWS)"
+        ) from None
+    if status != "ok":
+        raise Failed(f"the agent at {agent.address} says {status!r}", "look at its log")
+    return f"{agent.address} is healthy"
+
+
 @dataclass(frozen=True)
 class Check:
     """One check: its name, the checks it needs, and what it does."""
@@ -299,6 +316,7 @@ CHECKS: tuple[Check, ...] = (
     Check("table", check_table, ("credentials", "endpoint")),
     Check("key", check_key, ("credentials", "endpoint")),
     Check("permissions", check_permissions, ("table",)),
+    Check("agent", check_agent),
 )
 
 

@@ -2,6 +2,10 @@
 
 The module variables (cloudchain.region_name, ...) are read on every call; the default instance,
 and so its clients, is rebuilt only when they or the CLOUDCHAIN_* environment change.
+
+When CLOUDCHAIN_AGENT names an agent, readcreds asks it first (importing nothing of the AWS
+stack), unless a module variable points elsewhere than the agent's own configuration; an agent
+that cannot be reached costs one warning, and the read goes to AWS.
 """
 
 from __future__ import annotations
@@ -9,10 +13,10 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .chain import CloudChain
-from .config import CONFIG_ENV, SETTINGS, config_path, load_config, read_config_file
+if TYPE_CHECKING:
+    from .chain import CloudChain
 
 # The module variables of the reference API, in the order the reference names them.
 MODULE_VARIABLES = ("region_name", "endpoint_url", "tablename", "keyalias")
@@ -27,6 +31,8 @@ def _package() -> Any:
 
 def default_chain() -> CloudChain:
     """Return the shared CloudChain for the current module variables and environment."""
+    from .config import CONFIG_ENV, SETTINGS, load_config
+
     global _default
     package = _package()
     explicit = {name: getattr(package, name) for name in MODULE_VARIABLES}
@@ -34,6 +40,8 @@ def default_chain() -> CloudChain:
     cache_key = (tuple(explicit.items()), environment, os.environ.get(CONFIG_ENV))
     with _lock:
         if _default is None or _default[0] != cache_key:
+            from .chain import CloudChain
+
             _default = (cache_key, CloudChain.from_settings(load_config(explicit)))
         return _default[1]
 
@@ -44,12 +52,30 @@ def savecreds(service: str, user: str, secret: str | bytes) -> None:
 
 
 def readcreds(service: str, user: str) -> str | bytes:
-    """Return the secret of service/user from the default CloudChain (bytes if saved so)."""
+    """Return the secret of service/user from the agent or the default CloudChain (bytes if
+    saved so)."""
+    package = _package()
+    # keyalias only matters for saving; the others would send the read somewhere else.
+    if "CLOUDCHAIN_AGENT" in os.environ and not any(
+        getattr(package, name) for name in ("region_name", "endpoint_url", "tablename")
+    ):
+        from .agent.client import AgentClient, AgentUnavailable
+
+        try:
+            agent = AgentClient.from_environment()
+            if agent is not None:
+                return agent.read(service, user)[0]
+        except AgentUnavailable as why:
+            import logging
+
+            logging.getLogger(__name__).warning("%s; reading from AWS directly", why)
     return default_chain().read(service, user)
 
 
 def read_configfile(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Load a config file's settings into the module variables and return what it set."""
+    from .config import config_path, read_config_file
+
     file_path, _ = config_path(path, os.environ)
     values = read_config_file(file_path, required=True)
     package = _package()

@@ -22,6 +22,14 @@ def secret_value(plaintext: bytes, binary: bool, where: str) -> Secret:
 
 
 @dataclass(frozen=True)
+class Versioned:
+    """A secret's value with its version number."""
+
+    value: Secret = field(repr=False)  # plaintext: never in a repr
+    version: int
+
+
+@dataclass(frozen=True)
 class Entry:
     """One stored secret's name and tags, without its value."""
 

@@ -20,7 +20,7 @@ from .config import Config
 from .errors import CloudChainError, IncompleteImportError
 from .layout import StoredItem
 from .parallel import parallel_map
-from .results import Entry, ImportResult, ReencryptResult, Secret, secret_value
+from .results import Entry, ImportResult, ReencryptResult, Secret, Versioned, secret_value
 from .store import SecretStore, expired
 from .validation import (
     check_choice,
@@ -76,8 +76,9 @@ class ServiceOperations:
             when = (row.saved_at, row.saved_by, row.expires_at) if deleted else (None,) * 3
             yield Entry(row.service, row.user, row.legacy, row.tags, *when)
 
-    def export(self, service: str, *, tags: Mapping[str, str] | None) -> dict[str, Secret]:
-        """Return every current secret of service (with all of tags), keyed by user, sorted."""
+    def export(self, service: str, *, tags: Mapping[str, str] | None) -> dict[str, Versioned]:
+        """Return every current secret of service (with all of tags) and its version, keyed by
+        user, sorted."""
         service = check_service(service)
         wanted = check_tags(tags)
         items = [
@@ -88,7 +89,10 @@ class ServiceOperations:
         plaintexts = parallel_map(self._current_plaintext, items, self._config.max_workers)
         table = self._config.tablename
         return {
-            i.user: secret_value(p, binary, f"{service}/{i.user} in table '{table}'")
+            i.user: Versioned(
+                secret_value(p, binary, f"{service}/{i.user} in table '{table}'"),
+                i.current.version,
+            )
             for i, (p, binary) in zip(items, plaintexts)
         }
 

@@ -97,11 +97,12 @@ class SecretStore:
             )
         return stored
 
-    def plaintext(self, service: str, user: str, version: int | None) -> tuple[bytes, bool]:
-        """Return the plaintext of the latest version, or of a retained one, and whether it
-        was saved as bytes."""
+    def plaintext(self, service: str, user: str, version: int | None) -> tuple[bytes, bool, int]:
+        """Return the plaintext of the latest version, or of a retained one, whether it was
+        saved as bytes, and its version number."""
         item = self.load_secret(service, user)
-        return self.decrypt(service, user, self.version_of(item, version))
+        stored = self.version_of(item, version)
+        return (*self.decrypt(service, user, stored), stored.version)
 
     def decrypt(self, service: str, user: str, stored: layout.StoredVersion) -> tuple[bytes, bool]:
         """Decrypt one stored version; return its plaintext and whether it is binary."""

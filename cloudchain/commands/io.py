@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import CloudChainError, ValidationError
@@ -112,6 +111,8 @@ def _write_in_place(target: Path, payload: bytes) -> None:
 
 
 def _replace_atomically(target: Path, payload: bytes) -> None:
+    import tempfile
+
     folder = target.parent
     if not folder.is_dir():
         raise CloudChainError(f"cannot write {target}: the directory {folder} does not exist")

@@ -87,7 +87,7 @@ def save(inv: Invocation) -> int:
 def read(inv: Invocation) -> int:
     """Print a secret."""
     args = inv.args
-    value = inv.chain.read(args.service, args.user, version=args.secret_version)
+    value = inv.read(args.service, args.user, args.secret_version)
     if isinstance(value, bytes):
         write_stdout(value)  # a binary secret comes out exactly, with nothing added
     else:
@@ -179,6 +179,7 @@ SECTION = Section(
             "is stripped), or prompts twice on a terminal; a value given here is visible to `ps`",
             save,
             needs="row",
+            changes="row",
             accepts=("expect_version", "binary", "comment", "tag", "untag"),
             kwargs={"nargs": "?", "const": FROM_STDIN_OR_PROMPT, "metavar": "SECRET"},
         ),
@@ -203,6 +204,7 @@ SECTION = Section(
             "delete a secret, recoverably for --recovery-days",
             delete,
             needs="row",
+            changes="row",
             accepts=("comment",),
         ),
         Action(
@@ -211,6 +213,7 @@ SECTION = Section(
             "restore a deleted secret's last value as a new version; print its number",
             undelete,
             needs="row",
+            changes="row",
             accepts=("comment",),
         ),
         Action(
@@ -219,6 +222,7 @@ SECTION = Section(
             "destroy a deleted secret and every version at once (--force: any secret)",
             purge,
             needs="row",
+            changes="row",
             accepts=("force",),
         ),
         Action(
@@ -228,6 +232,7 @@ SECTION = Section(
             "(no new version)",
             tags,
             needs="row",
+            changes="row",
             accepts=("tag", "untag", "json"),
         ),
     ),

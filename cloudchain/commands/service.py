@@ -50,7 +50,7 @@ def export(inv: Invocation) -> int:
     args = inv.args
     fmt = args.format or "json"
     check_prefix(args.prefix)
-    secrets = inv.chain.export(args.service, tags=tags_of(args.tag))
+    secrets = inv.export(args.service, tags_of(args.tag))
     names = {} if fmt == "json" else _variables(inv, secrets)
     text = render(fmt, secrets, names)  # fully rendered before any output: no partial export
     if args.output:
@@ -77,7 +77,7 @@ def exec_command(inv: Invocation) -> int:
     if program is None:
         info(f"error: command not found: {command[0]}")
         return EXIT_COMMAND_NOT_FOUND
-    secrets = inv.chain.export(args.service, tags=tags_of(args.tag))
+    secrets = inv.export(args.service, tags_of(args.tag))
     names = _variables(inv, secrets)
     if args.pristine:
         env = {key: os.environ[key] for key in PRISTINE_KEEP if key in os.environ}
@@ -195,6 +195,7 @@ SECTION = Section(
             "save a JSON object {user: secret} or a dotenv file ('-': stdin) into -e",
             import_file,
             needs="service",
+            changes="service",
             accepts=("format", "dry_run", "json", "comment"),
             kwargs={"dest": "import_file", "metavar": "FILE"},
         ),

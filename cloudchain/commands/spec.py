@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..agent.client import AgentClient
     from ..chain import CloudChain
+    from ..results import Secret
 
 PROG = "cchain"
 
@@ -68,6 +70,8 @@ class Action:
     # What it needs named: "row" (-u and -e), "service" (-e), or "" (nothing).
     needs: str = ""
     accepts: tuple[str, ...] = ()
+    # What a successful run changed, for the agent to forget: "row", "service" or "".
+    changes: str = ""
     kwargs: dict[str, Any] = field(default_factory=lambda: {"action": "store_true"})
 
     @property
@@ -149,11 +153,13 @@ CONFIGURATION = Section(
 
 @dataclass
 class Invocation:
-    """One run of cchain: the parsed arguments, the command after --exec, and the CloudChain
-    they configure, built on first use (so actions that need none never import botocore)."""
+    """One run of cchain: the parsed arguments, the command after --exec, the agent that
+    serves reads (when one is configured and may), and the CloudChain the arguments
+    configure, built on first use: a read through the agent never imports botocore."""
 
     args: argparse.Namespace
     command: list[str] | None = None
+    agent: AgentClient | None = None
     _chain: CloudChain | None = field(default=None, repr=False)
 
     def overrides(self) -> dict[str, Any]:
@@ -168,3 +174,32 @@ class Invocation:
 
             self._chain = CloudChain.from_config(self.args.config, **self.overrides())
         return self._chain
+
+    def _agent_down(self, why: Exception) -> None:
+        import sys
+
+        assert self.agent is not None
+        print(f"{PROG}: warning: {why}; reading from AWS directly", file=sys.stderr)
+        self.agent = None  # one warning, and no second try
+
+    def read(self, service: str, user: str, version: int | None) -> Secret:
+        """A secret: through the agent when there is one, else from AWS."""
+        from ..agent.client import AgentUnavailable
+
+        if self.agent is not None:
+            try:
+                return self.agent.read(service, user, version)[0]
+            except AgentUnavailable as why:
+                self._agent_down(why)
+        return self.chain.read(service, user, version=version)
+
+    def export(self, service: str, tags: dict[str, str]) -> dict[str, Secret]:
+        """Every secret of a service: through the agent when there is one, else from AWS."""
+        from ..agent.client import AgentUnavailable
+
+        if self.agent is not None:
+            try:
+                return self.agent.export(service, tags)
+            except AgentUnavailable as why:
+                self._agent_down(why)
+        return self.chain.export(service, tags=tags)

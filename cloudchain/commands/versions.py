@@ -101,6 +101,7 @@ SECTION = Section(
             "save version N's value as a new version",
             rollback,
             needs="row",
+            changes="row",
             accepts=("comment",),
             kwargs={"type": int, "metavar": "N"},
         ),

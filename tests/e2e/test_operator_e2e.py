@@ -91,8 +91,8 @@ def test_doctor_on_a_healthy_setup(emulator: Emulator) -> None:
     checks = [line.split()[:2] for line in result.out.splitlines()]
     assert checks == [
         ["ok", "config"], ["ok", "settings"], ["ok", "credentials"], ["ok", "endpoint"],
-        ["ok", "table"], ["ok", "key"], ["ok", "permissions"], ["ok", "write:"], ["ok", "write:"],
-        ["ok", "write:"],
+        ["ok", "table"], ["ok", "key"], ["ok", "permissions"], ["skip", "agent"], ["ok", "write:"],
+        ["ok", "write:"], ["ok", "write:"],
     ]  # fmt: skip
     out = result.out
     assert f"endpoint {emulator.url} (environment CLOUDCHAIN_ENDPOINT_URL)" in out
