@@ -109,6 +109,27 @@ class SecretCache:
             raise SecretNotFoundError(str(entry.missing))
         return entry.value
 
+    def peek(self, key: Hashable) -> tuple[bool, Any]:
+        """Return (True, value) if key can be answered now without fetching, else
+        (False, None); never waits, not even for a fetch under way (a cached miss raises
+        SecretNotFoundError)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+        if entry is None or not entry.lock.acquire(blocking=False):
+            return False, None
+        try:
+            now = self._clock()
+            if entry.held and now < entry.refresh_at:
+                return True, self._answer(entry, "hits")
+            stale_until = entry.fetched_at + self.ttl + self.stale_if_error
+            if entry.background and entry.value is not None and now < stale_until:
+                return True, self._answer(entry, "stale")
+            return False, None
+        finally:
+            entry.lock.release()
+
     def get(self, key: Hashable, fetch: Callable[[], T]) -> T:
         """Return the cached value for key, calling fetch when it is missing or due a refresh."""
         entry = self._entry(key)

@@ -8,7 +8,6 @@ system's as OSError; each becomes one `cchain: error:` line (a traceback only wi
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -154,6 +153,8 @@ def _configure_logging(debug: bool) -> None:
     Only cloudchain's own logger: botocore's DEBUG log prints request bodies, and a KMS
     Encrypt body holds the plaintext.
     """
+    import logging
+
     logger = logging.getLogger("cloudchain")
     for handler in [h for h in logger.handlers if getattr(h, "cchain", False)]:
         logger.removeHandler(handler)
@@ -225,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action = _check_usage(parser, args, command)
     except SystemExit as exit:  # argparse's --help, --version and usage errors
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
-    _configure_logging(args.debug)
+    if args.debug:
+        _configure_logging(args.debug)
     agent = _agent_for(args)
     # SIGTERM stops bulk work as Ctrl-C does; only the main thread may set a handler.
     catch_sigterm = threading.current_thread() is threading.main_thread() and (
@@ -234,7 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if catch_sigterm:
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        code = action.run(Invocation(args, command, agent))
+        # Logging is set up when the AWS path starts: a read through the agent needs none.
+        invocation = Invocation(args, command, agent, lambda: _configure_logging(args.debug))
+        code = action.run(invocation)
         if action.changes and code == EXIT_OK:
             _refresh_agent(args, action.changes)
         return code

@@ -16,7 +16,7 @@ import random
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..cache import SecretCache
 from ..errors import CloudChainError, SecretNotFoundError, ValidationError
@@ -76,12 +76,21 @@ class CachedSecrets:
             self.counters.add("aws_errors")
             raise
 
-    def secret(self, service: str, user: str, version: int | None = None) -> Versioned:
-        """A secret and its version."""
+    @staticmethod
+    def _secret_key(service: str, user: str, version: int | None) -> tuple[Any, ...]:
         service, user = check_row(service, user)
         if version is not None:
             check_version(version)
-        key = ("secret", service, user, version)
+        return ("secret", service, user, version)
+
+    def peek_secret(self, service: str, user: str, version: int | None = None) -> Versioned | None:
+        """A secret, if it can be answered from the cache without waiting; else None."""
+        found, value = self.cache.peek(self._secret_key(service, user, version))
+        return value if found else None
+
+    def secret(self, service: str, user: str, version: int | None = None) -> Versioned:
+        """A secret and its version, fetching it if need be."""
+        key = self._secret_key(service, user, version)
         return self.cache.get(
             key, lambda: self._fetching(lambda: self.chain.read_versioned(service, user, version))
         )

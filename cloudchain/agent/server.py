@@ -7,305 +7,172 @@
     GET  /healthz                                   {"status": "ok"}; no token, no secret
     GET  /metrics                                   Prometheus text format
 
-An error is {"error": "...", "code": "...", "hint": "..."} and never holds a secret. Over TCP
-every request but /healthz must carry X-Cloudchain-Token; a request with X-Forwarded-For or
-Forwarded is refused (403), so a proxy on this machine cannot be turned against it (SSRF).
-Each request gets one access-log line: method, path (never the query), status, duration.
+One asyncio event loop serves every connection (kept alive, HTTP/1.1): a secret the cache
+holds is answered on the loop itself, and anything that may wait for AWS runs on a pool of
+threads, so a miss, a slow AWS or a slow client holds up nobody else. routes.py says what each
+path answers; this module speaks HTTP, checks the token and headers, and logs one line a
+request: method, path (never the query), status, duration.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hmac
 import json
 import logging
 import signal
-import socketserver
+import socket
 import sys
-import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .._version import __version__
 from ..commands.spec import CONFIG_FLAGS, CONFIGURATION
-from ..envfile import check_loader_variables, check_prefix, env_names, render
-from ..errors import (
-    AccessDeniedError,
-    CloudChainConfigError,
-    CloudChainError,
-    EndpointError,
-    IntegrityError,
-    SecretNotFoundError,
-    ThrottledError,
-    ValidationError,
-)
+from ..errors import CloudChainError, ValidationError
 from .cached import CachedSecrets
 from .listen import Address, bind_tcp, bind_unix, load_token, parse_listen
+from .routes import Agent, Answer, Problem, problem_for
 
 PROG = "cchain-agent"
-TOKEN_HEADER = "X-Cloudchain-Token"
+TOKEN_HEADER = "x-cloudchain-token"
 MAX_REQUEST_LINE = 8192  # the query string with it; longer is 414
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
 MAX_QUERY_FIELDS = 64
-CLIENT_TIMEOUT = 10.0  # a client silent this long is dropped: it holds up only its thread
+CLIENT_TIMEOUT = 10.0  # a client silent this long is dropped
+BACKLOG = 256  # a burst of clients queues at connect instead of being refused
 log = logging.getLogger("cloudchain.agent")
 
 
-class Problem(Exception):
-    """An answer other than 200: its status, code and message (never a secret)."""
-
-    def __init__(self, status: int, code: str, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.hint = status, code, hint
+class _Closed(Exception):
+    """The client went away, timed out, or sent what cannot be answered: close."""
 
 
-def problem_for(err: CloudChainError) -> Problem:
-    """The HTTP answer for a library error."""
-    hint = err.hint
-    if isinstance(err, ValidationError):
-        return Problem(400, "bad_request", str(err), hint)
-    if isinstance(err, SecretNotFoundError):
-        return Problem(404, "not_found", str(err), hint)
-    if isinstance(err, EndpointError):
-        code = "throttled" if isinstance(err, ThrottledError) else "unavailable"
-        return Problem(503, code, str(err), hint)
-    if isinstance(err, AccessDeniedError):
-        return Problem(502, "access_denied", str(err), hint)
-    if isinstance(err, IntegrityError):
-        return Problem(502, "integrity", str(err), hint)
-    if isinstance(err, CloudChainConfigError):
-        return Problem(502, "config", str(err), hint)
-    return Problem(502, "aws_error", str(err), hint)
-
-
-class Answer:
-    """A 200: its body, content type and extra headers."""
-
-    def __init__(self, body: bytes, content_type: str, headers: dict[str, str] | None = None):
-        self.body, self.content_type, self.headers = body, content_type, headers or {}
-
-
-def _json(data: Any) -> Answer:
-    return Answer(json.dumps(data, ensure_ascii=False).encode(), "application/json")
-
-
-class Agent:
-    """What the handlers share: the secrets, the token (TCP only), and request counts."""
-
-    def __init__(self, cached: CachedSecrets, token: str | None) -> None:
-        self.cached = cached
-        self.token = token
-        self.statuses: Counter[int] = Counter()
-        self.lock = threading.Lock()
-        self.registry = _registry(self)
-
-    @staticmethod
-    def _one(params: dict[str, list[str]], name: str, required: bool = True) -> str | None:
-        values = params.get(name, [])
-        if len(values) > 1:
-            raise Problem(400, "bad_request", f"{name} is given more than once")
-        if not values:
-            if required:
-                raise Problem(400, "bad_request", f"the query needs {name}=")
-            return None
-        return values[0]
-
-    def secret(self, params: dict[str, list[str]]) -> Answer:
-        service, user = self._one(params, "service"), self._one(params, "user")
-        version = self._one(params, "version", required=False)
-        if version is not None and not version.isdigit():
-            raise Problem(400, "bad_request", "version must be a whole number")
-        found = self.cached.secret(str(service), str(user), int(version) if version else None)
-        headers = {"X-Cloudchain-Version": str(found.version)}
-        if isinstance(found.value, bytes):
-            return Answer(found.value, "application/octet-stream", headers)
-        return Answer(found.value.encode("utf-8"), "text/plain; charset=utf-8", headers)
-
-    def service(self, params: dict[str, list[str]]) -> Answer:
-        service = str(self._one(params, "service"))
-        fmt = self._one(params, "format", required=False) or "json"
-        if fmt not in ("json", "dotenv", "env"):
-            raise Problem(400, "bad_request", "format must be json, dotenv or env")
-        prefix = check_prefix(self._one(params, "prefix", required=False) or "")
-        tags = {}
-        for tag in params.get("tag", []):
-            key, equals, value = tag.partition("=")
-            if not equals:
-                raise Problem(400, "bad_request", f"tag {tag!r} must be KEY=VALUE")
-            tags[key] = value
-        values = {u: v.value for u, v in self.cached.service(service, tags).items()}
-        names = {} if fmt == "json" else env_names(service, list(values), prefix)
-        check_loader_variables(service, names, set(params.get("allow_env", [])))
+async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]] | None:
+    """Read a request line and headers; None at a clean end of the connection."""
+    try:
+        line = await asyncio.wait_for(reader.readuntil(b"\n"), CLIENT_TIMEOUT)
+    except asyncio.IncompleteReadError as eof:
+        if eof.partial:
+            raise _Closed from None
+        return None
+    except asyncio.LimitOverrunError:
+        raise Problem(414, "too_long", "the request line is too long") from None
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise Problem(400, "bad_request", "not an HTTP/1.x request line")
+    headers: dict[str, str] = {}
+    size = 0
+    while True:
         try:
-            text = render(fmt, values, names)
-        except CloudChainError as err:  # a value that cannot be written in this format
-            raise Problem(422, "refused", str(err), err.hint) from None
-        kind = "application/json" if fmt == "json" else "text/plain; charset=utf-8"
-        return Answer(text.encode("utf-8"), kind)
-
-    def refresh(self, params: dict[str, list[str]]) -> Answer:
-        service = str(self._one(params, "service"))
-        user = self._one(params, "user", required=False)
-        return _json({"dropped": self.cached.refresh(service, user)})
-
-    def health(self, params: dict[str, list[str]]) -> Answer:
-        return _json({"status": "ok"})
-
-    def metrics(self, params: dict[str, list[str]]) -> Answer:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Answer(generate_latest(self.registry), CONTENT_TYPE_LATEST)
-
-    def routes(self) -> dict[str, tuple[str, Callable[[dict[str, list[str]]], Answer]]]:
-        """Path -> (method, handler)."""
-        return {
-            "/v1/secret": ("GET", self.secret),
-            "/v1/service": ("GET", self.service),
-            "/v1/refresh": ("POST", self.refresh),
-            "/healthz": ("GET", self.health),
-            "/metrics": ("GET", self.metrics),
-        }
+            raw = await asyncio.wait_for(reader.readuntil(b"\n"), CLIENT_TIMEOUT)
+        except asyncio.LimitOverrunError:
+            raise Problem(431, "too_long", "a header line is too long") from None
+        if raw in (b"\r\n", b"\n"):
+            break
+        size += len(raw)
+        if len(headers) >= MAX_HEADERS or size > MAX_HEADER_BYTES:
+            raise Problem(431, "too_long", "too many header lines")
+        name, _, value = raw.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    headers[":version"] = parts[2]
+    return parts[0], parts[1], headers
 
 
-def _registry(agent: Agent) -> Any:
-    """A Prometheus registry of the agent's own counts, read when /metrics is asked."""
-    from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
-
-    class Collector:
-        def collect(self) -> Any:
-            stats, counters, cache = (
-                agent.cached.cache.stats,
-                agent.cached.counters,
-                agent.cached.cache,
-            )
-            for name, text, value in (
-                ("cloudchain_agent_cache_hits", "reads answered from the cache", stats.hits),
-                ("cloudchain_agent_cache_misses", "reads that fetched from AWS", stats.misses),
-                ("cloudchain_agent_refreshes", "prefetched services reloaded", counters.refreshes),
-                ("cloudchain_agent_stale_served", "reads answered past their TTL", stats.stale),
-                ("cloudchain_agent_aws_errors", "fetches that AWS failed", counters.aws_errors),
-            ):
-                yield CounterMetricFamily(name, text, value=value)
-            yield GaugeMetricFamily("cloudchain_agent_cached_entries", "entries held", len(cache))
-            requests = CounterMetricFamily(
-                "cloudchain_agent_requests", "requests answered, by status", labels=["status"]
-            )
-            with agent.lock:
-                for status, count in sorted(agent.statuses.items()):
-                    requests.add_metric([str(status)], count)
-            yield requests
-
-    registry = CollectorRegistry()
-    registry.register(Collector())  # type: ignore[arg-type]
-    return registry
+def _response(status: int, answer: Answer, keep: bool) -> bytes:
+    head = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        f"Server: {PROG}/{__version__}",
+        f"Content-Type: {answer.content_type}",
+        f"Content-Length: {len(answer.body)}",
+        "Cache-Control: no-store",
+        *(f"{name}: {value}" for name, value in answer.headers.items()),
+    ]
+    if not keep:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + answer.body
 
 
-class Handler(BaseHTTPRequestHandler):
-    """One connection: HTTP/1.1, kept alive, bounded and timed out."""
+def _problem_answer(problem: Problem) -> Answer:
+    body = {"error": problem.args[0], "code": problem.code}
+    if problem.hint:
+        body["hint"] = problem.hint
+    return Answer(json.dumps(body).encode(), "application/json")
 
-    protocol_version = "HTTP/1.1"
-    server_version = f"{PROG}/{__version__}"
-    sys_version = ""
-    timeout = CLIENT_TIMEOUT
-    agent: Agent  # set on the class the server uses
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the access log below says what happened, and never more
+class AgentServer:
+    """The HTTP side of one agent."""
 
-    def version_string(self) -> str:
-        return self.server_version
+    def __init__(self, agent: Agent, workers: int) -> None:
+        self.agent = agent
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent")
 
-    def handle_one_request(self) -> None:
-        try:
-            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        except TimeoutError:
-            self.close_connection = True
-            return
-        if len(self.raw_requestline) > MAX_REQUEST_LINE:
-            self.requestline = self.request_version = self.command = ""
-            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-            self.close_connection = True
-            return
-        if not self.raw_requestline:
-            self.close_connection = True
-            return
-        if not self.parse_request():  # headers: at most 100, each at most 64 KiB
-            return
-        self._serve()
-        self.wfile.flush()
-
-    def _serve(self) -> None:
-        started = time.perf_counter()
-        url = urlsplit(self.path)
-        try:
-            answer = self._answer(url.path, url.query)
-            self._send(200, answer.body, answer.content_type, answer.headers)
-            status = 200
-        except Problem as problem:
-            body = {"error": problem.args[0], "code": problem.code}
-            if problem.hint:
-                body["hint"] = problem.hint
-            self._send(problem.status, json.dumps(body).encode(), "application/json")
-            status = problem.status
-        with self.agent.lock:
-            self.agent.statuses[status] += 1
-        took = (time.perf_counter() - started) * 1000
-        log.info("%s %s %d %.1f ms", self.command, url.path, status, took)
-
-    def _answer(self, path: str, query: str) -> Answer:
-        if "X-Forwarded-For" in self.headers or "Forwarded" in self.headers:
+    async def _answer(self, method: str, target: str, headers: dict[str, str]) -> Answer:
+        if "x-forwarded-for" in headers or "forwarded" in headers:
             raise Problem(403, "forbidden", "forwarded requests are refused")
-        route = self.agent.routes().get(path)
+        url = urlsplit(target)
+        route = self.agent.routes().get(url.path)
         if route is None:
-            raise Problem(404, "no_such_path", f"no such path: {path}")
-        method, handle = route
-        if self.command != method:
-            raise Problem(405, "method_not_allowed", f"{path} takes {method}")
+            raise Problem(404, "no_such_path", f"no such path: {url.path}")
+        if method != route.method:
+            raise Problem(405, "method_not_allowed", f"{url.path} takes {route.method}")
         token = self.agent.token
-        if token is not None and path != "/healthz":
-            given = self.headers.get(TOKEN_HEADER, "")
+        if token is not None and url.path != "/healthz":
+            given = headers.get(TOKEN_HEADER, "")
             if not hmac.compare_digest(given.encode(), token.encode()):
-                raise Problem(403, "forbidden", f"a missing or wrong {TOKEN_HEADER}")
+                raise Problem(403, "forbidden", "a missing or wrong X-Cloudchain-Token")
         try:
-            params = parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
-            return handle(params)
-        except ValueError as err:
-            if isinstance(err, ValidationError):
-                raise problem_for(err) from None
+            params = parse_qs(url.query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:
             raise Problem(400, "bad_request", "the query has too many fields") from None
+        if url.path == "/v1/secret":
+            cached = self.agent.cached_secret(params)  # on the loop: it never waits
+            if cached is not None:
+                return cached
+        try:
+            if route.blocking:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self.pool, route.handle, params)
+            return route.handle(params)
         except CloudChainError as err:
             raise problem_for(err) from None
 
-    def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-
-# socketserver's listen backlog is 5: a burst of clients past it would be refused at connect
-# (a unix socket refuses at once, where TCP would retry).
-BACKLOG = 256
-
-
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = BACKLOG
-
-
-class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    daemon_threads = True
-    request_queue_size = BACKLOG
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection until the client closes it, falls silent, or errs."""
+        try:
+            while True:
+                keep = True
+                try:
+                    head = await _read_head(reader)
+                    if head is None:
+                        break
+                    method, target, headers = head
+                    started = asyncio.get_running_loop().time()
+                    keep = headers.get("connection", "").lower() != "close" and (
+                        headers[":version"] != "HTTP/1.0"
+                    )
+                    if headers.get("content-length", "0") not in ("", "0"):
+                        raise Problem(413, "bad_request", "requests have no body")
+                    try:
+                        answer, status = await self._answer(method, target, headers), 200
+                    except Problem as problem:
+                        answer, status = _problem_answer(problem), problem.status
+                    took = (asyncio.get_running_loop().time() - started) * 1000
+                    log.info("%s %s %d %.1f ms", method, urlsplit(target).path, status, took)
+                except Problem as problem:  # the request itself was unreadable: answer, close
+                    answer, status, keep = _problem_answer(problem), problem.status, False
+                self.agent.count(status)
+                writer.write(_response(status, answer, keep))
+                await writer.drain()
+                if not keep:
+                    break
+        except (_Closed, asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,50 +260,45 @@ def _run(args: argparse.Namespace) -> int:
     sock = bind_unix(address.path) if address.path else bind_tcp(address)
     try:
         cached.start()  # prefetch before answering: a prefetched read never waits
-        server = _serve(sock, address, Agent(cached, token))
-    except BaseException:
+        if address.port == 0 and not address.path:
+            address = Address(host=address.host, port=int(sock.getsockname()[1]))
+        server = AgentServer(Agent(cached, token), workers=chain.config.max_workers)
+
+        def ready() -> None:
+            print(f"export CLOUDCHAIN_AGENT={address}", flush=True)
+            if token_file is not None:
+                print(f"export CLOUDCHAIN_AGENT_TOKEN_FILE={token_file}", flush=True)
+            log.warning("serving table '%s' on %s%s", chain.config.tablename, address,
+                        f"; token in {token_file}" if token_file else "")  # fmt: skip
+
+        asyncio.run(_serve(server, sock, address, ready))
+    finally:
+        cached.stop()
         sock.close()
-        _remove(address)
-        raise
-    if address.port == 0 and not address.path:
-        address = Address(host=address.host, port=int(sock.getsockname()[1]))
-    print(f"export CLOUDCHAIN_AGENT={address}", flush=True)
-    if token_file is not None:
-        print(f"export CLOUDCHAIN_AGENT_TOKEN_FILE={token_file}", flush=True)
-    log.warning("serving table '%s' on %s%s", chain.config.tablename, address,
-                f"; token in {token_file}" if token_file else "")  # fmt: skip
-    return _wait(server, cached, address)
-
-
-def _serve(sock: Any, address: Address, agent: Agent) -> socketserver.BaseServer:
-    handler = type("AgentHandler", (Handler,), {"agent": agent})
-    server: socketserver.BaseServer
-    if address.path is not None:
-        server = _UnixServer(str(address.path), handler, bind_and_activate=False)
-    else:
-        server = _TCPServer((address.host, address.port), handler, bind_and_activate=False)
-    server.socket.close()
-    server.socket = sock  # type: ignore[attr-defined]
-    server.server_address = sock.getsockname()
-    server.server_activate()  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, name="agent", daemon=True).start()
-    return server
-
-
-def _wait(server: socketserver.BaseServer, cached: CachedSecrets, address: Address) -> int:
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
-    cached.stop()
-    server.shutdown()
-    server.server_close()
-    _remove(address)
+        if address.path is not None:
+            address.path.unlink(missing_ok=True)
     log.warning("stopped")
     return 0
 
 
-def _remove(address: Address) -> None:
+async def _serve(
+    server: AgentServer, sock: socket.socket, address: Address, ready: Callable[[], None]
+) -> None:
+    """Serve on sock until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    limit = MAX_REQUEST_LINE + 2
     if address.path is not None:
-        address.path.unlink(missing_ok=True)
+        listening = await asyncio.start_unix_server(
+            server.connection, sock=sock, limit=limit, backlog=BACKLOG
+        )
+    else:
+        listening = await asyncio.start_server(
+            server.connection, sock=sock, limit=limit, backlog=BACKLOG
+        )
+    ready()
+    async with listening:
+        await stop.wait()
+    server.pool.shutdown(wait=False, cancel_futures=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..render import render, wanted
 from .io import info, read_file, utf8_text, write_private_file, write_stdout
 from .spec import EXIT_OK, Action, Invocation, Section
 
@@ -12,6 +11,8 @@ MAX_TEMPLATE_BYTES = 1024 * 1024
 
 def render_template(inv: Invocation) -> int:
     """Render TEMPLATE ('-': stdin) to stdout or -o FILE; with --dry-run, list what it reads."""
+    from ..render import render, wanted
+
     args = inv.args
     name = args.render
     source = utf8_text(read_file(name, "the template", MAX_TEMPLATE_BYTES), f"the template {name}")

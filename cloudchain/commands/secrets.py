@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 
 from ..errors import ValidationError
 from ..validation import MAX_SECRET_BYTES, check_new_row, shown
@@ -60,6 +59,8 @@ def iso(epoch: int | None) -> str:
     """Return epoch seconds as ISO 8601 UTC, or '-'."""
     if epoch is None:
         return "-"
+    from datetime import datetime, timezone
+
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

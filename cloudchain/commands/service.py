@@ -5,10 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import sys
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..envfile import (
     check_loader_variables,
@@ -19,7 +19,6 @@ from ..envfile import (
     text_for_environment,
 )
 from ..errors import CloudChainError, IncompleteImportError
-from ..results import Secret
 from ..validation import shown
 from .io import info, read_file, utf8_text, warn, write_private_file, write_stdout
 from .secrets import tags_of
@@ -32,6 +31,9 @@ from .spec import (
     Option,
     Section,
 )
+
+if TYPE_CHECKING:
+    from ..results import Secret
 
 # --exec --pristine keeps only these inherited variables.
 PRISTINE_KEEP = ("PATH", "HOME", "USER", "LANG", "TERM", "TZ")
@@ -65,6 +67,8 @@ def _program(name: str) -> str | None:
     """Resolve a command with the caller's own PATH, before any secret touches it."""
     if os.sep in name:
         return name
+    import shutil
+
     return shutil.which(name, path=os.environ.get("PATH", os.defpath))
 
 

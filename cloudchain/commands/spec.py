@@ -3,14 +3,15 @@ configuration flags, and the Invocation a handler receives. Below cli.py and eve
 module, so neither imports the other.
 
 Nothing here imports the AWS stack: building the parser, and the agent fast path, must not.
+The declarations are NamedTuples rather than dataclasses for the same reason: importing
+dataclasses costs a read through the agent a tenth of its time.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ..agent.client import AgentClient
@@ -37,13 +38,15 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that bulk work stops as it does on Ctrl-C."""
 
 
-@dataclass(frozen=True)
-class Option:
+SWITCH: dict[str, Any] = {"action": "store_true"}  # shared, never changed
+
+
+class Option(NamedTuple):
     """One flag: its names, help and argparse settings (default: a switch)."""
 
     flags: tuple[str, ...]
     help: str
-    kwargs: dict[str, Any] = field(default_factory=lambda: {"action": "store_true"})
+    kwargs: dict[str, Any] = SWITCH
 
     @property
     def dest(self) -> str:
@@ -58,8 +61,7 @@ class Option:
         return next(f for f in self.flags if f.startswith("--"))
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     """One action (exactly one is chosen per run): its flag, the handler that runs it, what it
     needs named, and the options (by destination) that go with it."""
 
@@ -72,7 +74,7 @@ class Action:
     accepts: tuple[str, ...] = ()
     # What a successful run changed, for the agent to forget: "row", "service" or "".
     changes: str = ""
-    kwargs: dict[str, Any] = field(default_factory=lambda: {"action": "store_true"})
+    kwargs: dict[str, Any] = SWITCH
 
     @property
     def option(self) -> Option:
@@ -80,8 +82,7 @@ class Action:
         return Option(self.flags, self.help, self.kwargs)
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(NamedTuple):
     """A command module's declarations: one titled section of `cchain --help`."""
 
     title: str
@@ -151,16 +152,23 @@ CONFIGURATION = Section(
 )
 
 
-@dataclass
 class Invocation:
     """One run of cchain: the parsed arguments, the command after --exec, the agent that
     serves reads (when one is configured and may), and the CloudChain the arguments
     configure, built on first use: a read through the agent never imports botocore."""
 
-    args: argparse.Namespace
-    command: list[str] | None = None
-    agent: AgentClient | None = None
-    _chain: CloudChain | None = field(default=None, repr=False)
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        command: list[str] | None = None,
+        agent: AgentClient | None = None,
+        on_chain: Callable[[], None] | None = None,
+    ) -> None:
+        self.args = args
+        self.command = command
+        self.agent = agent
+        self._on_chain = on_chain  # run once, before the AWS path starts (logging, say)
+        self._chain: CloudChain | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The configuration given as flags, by Config field."""
@@ -172,6 +180,8 @@ class Invocation:
         if self._chain is None:
             from ..chain import CloudChain
 
+            if self._on_chain is not None:
+                self._on_chain()
             self._chain = CloudChain.from_config(self.args.config, **self.overrides())
         return self._chain
 

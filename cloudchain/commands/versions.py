@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-from ..diff import summary, unified_diff
 from ..errors import CloudChainError, ValidationError
 from ..validation import shown
 from .io import info, warn, write_stdout
@@ -56,6 +55,8 @@ def _confirmed(service: str, user: str) -> bool:
 
 def diff(inv: Invocation) -> int:
     """Compare two versions, redacted unless --show-values."""
+    from ..diff import summary, unified_diff
+
     args = inv.args
     numbers = args.diff
     if len(numbers) > 2:
