@@ -60,7 +60,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "cchain = cloudchain.cli:main",
+            "cchain = cloudchain.cli:run",
             "cchain-local = cloudchain.local:main",
             "cchain-agent = cloudchain.agent.server:main",
         ]

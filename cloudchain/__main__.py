@@ -1,5 +1,5 @@
 """Run the cchain CLI as `python -m cloudchain`."""
 
-from .cli import main
+from .cli import run
 
-raise SystemExit(main())
+run()

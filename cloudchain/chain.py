@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,9 +18,7 @@ from .cache import SecretCache
 from .calls import AwsCalls
 from .clients import Clients
 from .config import DEFAULT_TABLE, Config, load_config
-from .diff import compare as compare_versions
 from .errors import CloudChainConfigError, SecretNotFoundError
-from .identity import CallerIdentity
 from .results import (
     Deleted,
     Entry,
@@ -32,7 +31,6 @@ from .results import (
     VersionInfo,
     secret_value,
 )
-from .service_ops import ServiceOperations
 from .store import SecretStore
 from .validation import (
     check_comment,
@@ -44,10 +42,13 @@ from .validation import (
     check_whole,
     secret_bytes,
 )
-from .writer import RowWriter, Why
 
 if TYPE_CHECKING:
     import boto3
+
+    from .identity import CallerIdentity
+    from .service_ops import ServiceOperations
+    from .writer import RowWriter
 
 
 _DEFAULTS = Config()
@@ -100,24 +101,60 @@ class CloudChain:
         )
         self._clients = Clients(c, session)
         self._store = SecretStore(self._clients, c.tablename, allow_legacy=c.allow_legacy)
-        self._identity = CallerIdentity(lambda: self._clients.get("sts", quick=True))
-        self._writer = RowWriter(
-            self._store,
-            saved_by=self._identity.arn,
-            history_size=c.history_size,
-            recovery_days=c.recovery_days,
-            # A write that keeps losing races retries for as long as a reply may take.
-            conflict_deadline=c.read_timeout,
-        )
         self._aws = AwsCalls(c.tablename, c.endpoint_url, lambda: self._clients.region)
         self._cache = (
             SecretCache(c.cache_ttl, c.stale_if_error, max_entries=c.cache_max_entries)
             if c.cache_ttl > 0
             else None
         )
-        self._service = ServiceOperations(
-            c, self._store, self._writer, self._aws, self._clients, self._require_key, self._forget
+        # Built on first use: a process that only reads one secret imports none of them.
+        self._parts: dict[str, Any] = {}
+        self._parts_lock = threading.RLock()  # one part builds another (service -> writer)
+
+    def _part(self, name: str, build: Callable[[], T]) -> T:
+        with self._parts_lock:
+            if name not in self._parts:
+                self._parts[name] = build()
+            part: T = self._parts[name]
+            return part
+
+    @property
+    def _identity(self) -> CallerIdentity:
+        from . import identity
+
+        return self._part(
+            "identity",
+            lambda: identity.CallerIdentity(lambda: self._clients.get("sts", quick=True)),
         )
+
+    @property
+    def _writer(self) -> RowWriter:
+        def build() -> RowWriter:
+            from . import writer
+
+            c = self.config
+            return writer.RowWriter(
+                self._store,
+                saved_by=self._identity.arn,
+                history_size=c.history_size,
+                recovery_days=c.recovery_days,
+                # A write that keeps losing races retries for as long as a reply may take.
+                conflict_deadline=c.read_timeout,
+            )
+
+        return self._part("writer", build)
+
+    @property
+    def _service(self) -> ServiceOperations:
+        def build() -> ServiceOperations:
+            from . import service_ops
+
+            return service_ops.ServiceOperations(
+                self.config, self._store, self._writer, self._aws, self._clients,
+                self._require_key, self._forget,
+            )  # fmt: skip
+
+        return self._part("service", build)
 
     @classmethod
     def from_config(
@@ -201,6 +238,8 @@ class CloudChain:
             check_version(expect_version, minimum=0)
         if history_size is not None:
             check_whole(history_size, "history_size")
+        from .writer import Why
+
         why = Why("save", check_comment(comment))
         tags, untag = check_tags(tags), [check_tag_key(k) for k in untag]
         key = self._require_key(service)
@@ -255,6 +294,8 @@ class CloudChain:
         """Save version's value of service/user as a new version and return its number."""
         service, user = check_row(service, user)
         check_version(version)
+        from .writer import Why
+
         why = Why("rollback", check_comment(comment))
         key = self._require_key(service)
 
@@ -270,6 +311,8 @@ class CloudChain:
         """Delete the secret of service/user, recoverably for recovery_days: reads treat it
         as absent, undelete() restores it, purge() destroys it at once."""
         service, user = check_row(service, user)
+        from .writer import Why
+
         why = Why("delete", check_comment(comment))
         return self._writing(
             f"cannot delete {service}/{user} from",
@@ -281,6 +324,8 @@ class CloudChain:
     def undelete(self, service: str, user: str, *, comment: str | None = None) -> int:
         """Restore a deleted secret's last value as a new version and return its number."""
         service, user = check_row(service, user)
+        from .writer import Why
+
         why = Why("undelete", check_comment(comment))
         key = self._require_key(service)
 
@@ -364,7 +409,9 @@ class CloudChain:
             old, old_binary = self._store.decrypt(service, user, older)
             new, new_binary = self._store.decrypt(service, user, newer)
             binary = old_binary or new_binary
-            return compare_versions(older.version, old, newer.version, new, binary)
+            from .diff import compare
+
+            return compare(older.version, old, newer.version, new, binary)
 
         return self._aws(f"cannot compare versions of {service}/{user} in", compare)
 

@@ -194,9 +194,9 @@ class Invocation:
 
     def read(self, service: str, user: str, version: int | None) -> Secret:
         """A secret: through the agent when there is one, else from AWS."""
-        from ..agent.client import AgentUnavailable
-
         if self.agent is not None:
+            from ..agent.client import AgentUnavailable
+
             try:
                 return self.agent.read(service, user, version)[0]
             except AgentUnavailable as why:
@@ -205,9 +205,9 @@ class Invocation:
 
     def export(self, service: str, tags: dict[str, str]) -> dict[str, Secret]:
         """Every secret of a service: through the agent when there is one, else from AWS."""
-        from ..agent.client import AgentUnavailable
-
         if self.agent is not None:
+            from ..agent.client import AgentUnavailable
+
             try:
                 return self.agent.export(service, tags)
             except AgentUnavailable as why:
