@@ -68,3 +68,42 @@ def test_help_and_version_import_no_boto3() -> None:
 
 def test_package_ships_py_typed() -> None:
     assert (Path(cloudchain.__file__).parent / "py.typed").exists()
+
+
+def test_a_direct_read_imports_nothing_it_does_not_use(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from moto import mock_aws\n"
+        "with mock_aws():\n"
+        "    from cloudchain import CloudChain\n"
+        "    c = CloudChain(keyalias='alias/test')\n"
+        "    c.setup(create_key=True)\n"
+        "    before = set(sys.modules)\n"
+        "    reader = CloudChain()\n"
+        "    try:\n"
+        "        reader.read('billing', 'nobody')\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "    loaded = set(sys.modules) - before\n"
+        "unwanted = {'cloudchain.writer', 'cloudchain.service_ops', 'cloudchain.identity',\n"
+        "            'cloudchain.diff', 'difflib', 'cloudchain.render', 'jinja2'}\n"
+        "assert not loaded & unwanted, sorted(loaded & unwanted)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_cchain_process_runs_without_the_cyclic_collector(tmp_path: Path) -> None:
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('collector', gc.isenabled()))\n"
+        "sys.argv = ['cchain', '--version']\n"
+        "from cloudchain.cli import run\n"
+        "run()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.stdout.splitlines()[-1] == "collector False", proc.stdout + proc.stderr
