@@ -154,6 +154,12 @@ def aws_error_code(err: BaseException) -> str | None:
     return None
 
 
+def _http_status(err: BaseException) -> int:
+    response = getattr(err, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status if isinstance(status, int) else 0
+
+
 def is_loopback(url: str | None) -> bool:
     """Whether an endpoint URL is on this machine (a local emulator)."""
     host = (urlparse(url).hostname or "") if url else ""
@@ -204,6 +210,9 @@ def translate(
         )
     if code is not None:
         cls, reason = ERROR_CODES.get(code, (CloudChainError, "AWS refused the request"))
+        if code not in ERROR_CODES and _http_status(err) >= 500:
+            # A code we do not know, with a 5xx after every retry: the service is failing.
+            cls, reason = EndpointError, "the service failed after all retries"
         hint = credentials_hint(endpoint) if cls is AccessDeniedError else None
         return cls(f"{doing}: {reason} ({code})", hint=hint)
     mro_names = {klass.__name__ for klass in type(err).__mro__}

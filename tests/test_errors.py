@@ -72,6 +72,27 @@ def test_unmapped_code_becomes_the_base_error_naming_the_code() -> None:
     assert "SomethingNew" in str(err)
 
 
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_an_unknown_code_with_a_5xx_is_a_failing_service(status: int) -> None:
+    # What a read fails over on: a plain 5xx, whatever a proxy or the service calls it.
+    error = ClientError(
+        {"Error": {"Code": str(status), "Message": ""},
+         "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetItem",
+    )  # fmt: skip
+    err = translate(error, "doing")
+    assert type(err) is cloudchain.EndpointError
+    assert str(err) == f"doing: the service failed after all retries ({status})"
+
+
+def test_an_unknown_code_with_a_4xx_is_not_an_endpoint_error() -> None:
+    error = ClientError(
+        {"Error": {"Code": "Odd", "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+        "GetItem",
+    )
+    assert type(translate(error, "doing")) is CloudChainError
+
+
 @pytest.mark.parametrize(
     "error",
     [
