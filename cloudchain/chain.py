@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import os
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,6 +19,7 @@ from .calls import AwsCalls
 from .clients import Clients
 from .config import DEFAULT_TABLE, Config, load_config
 from .errors import CloudChainConfigError, SecretNotFoundError
+from .regions import Place, Regions
 from .results import (
     Deleted,
     Entry,
@@ -78,6 +79,10 @@ class CloudChain:
         cache_max_entries: int = _DEFAULTS.cache_max_entries,
         allow_legacy: bool = _DEFAULTS.allow_legacy,
         recovery_days: int = _DEFAULTS.recovery_days,
+        replica_regions: Sequence[str] = (),
+        failover_cooldown: float = _DEFAULTS.failover_cooldown,
+        region_endpoints: Mapping[str, str] | None = None,
+        kms_region_endpoints: Mapping[str, str] | None = None,
         session: boto3.Session | None = None,
     ) -> None:
         self.config = c = Config(
@@ -98,10 +103,15 @@ class CloudChain:
             cache_max_entries=cache_max_entries,
             allow_legacy=allow_legacy,
             recovery_days=recovery_days,
+            replica_regions=tuple(replica_regions),
+            failover_cooldown=failover_cooldown,
+            region_endpoints=dict(region_endpoints or {}),
+            kms_region_endpoints=dict(kms_region_endpoints or {}),
         )
         self._clients = Clients(c, session)
         self._store = SecretStore(self._clients, c.tablename, allow_legacy=c.allow_legacy)
         self._aws = AwsCalls(c.tablename, c.endpoint_url, lambda: self._clients.region)
+        self._regions = Regions(c, Place(None, self._clients, self._store, self._aws))
         self._cache = (
             SecretCache(c.cache_ttl, c.stale_if_error, max_entries=c.cache_max_entries)
             if c.cache_ttl > 0
@@ -151,7 +161,7 @@ class CloudChain:
 
             return service_ops.ServiceOperations(
                 self.config, self._store, self._writer, self._aws, self._clients,
-                self._require_key, self._forget,
+                self._require_key, self._forget, self._regions,
             )  # fmt: skip
 
         return self._part("service", build)
@@ -180,6 +190,11 @@ class CloudChain:
         )
 
     @property
+    def failovers(self) -> int:
+        """How many reads this instance served from a replica region."""
+        return self._regions.failovers
+
+    @property
     def _dynamodb(self) -> Any:
         return self._store.dynamodb
 
@@ -205,7 +220,7 @@ class CloudChain:
         the row is dropped from the cache whatever happens."""
         self._identity.prefetch()
         try:
-            return self._aws(doing, call)
+            return self._regions.write(lambda: self._aws(doing, call))
         finally:
             self._forget(service, user)
 
@@ -266,8 +281,10 @@ class CloudChain:
         where = f"{service}/{user}" + (f" version {version}" if version else "")
 
         def fetch() -> Versioned:
-            plaintext, binary, number = self._aws(
-                f"cannot read {where} from", lambda: self._store.plaintext(service, user, version)
+            plaintext, binary, number = self._regions.read(
+                lambda store, aws: aws(
+                    f"cannot read {where} from", lambda: store.plaintext(service, user, version)
+                )
             )
             value = secret_value(plaintext, binary, f"{where} in table '{self.config.tablename}'")
             return Versioned(value, number)
@@ -281,9 +298,11 @@ class CloudChain:
         """Return the retained versions of service/user, newest first, with who made each,
         when, how and why; decrypts nothing."""
         service, user = check_row(service, user)
-        item = self._aws(
-            f"cannot read the history of {service}/{user} from",
-            lambda: self._store.load(service, user),
+        item = self._regions.read(
+            lambda store, aws: aws(
+                f"cannot read the history of {service}/{user} from",
+                lambda: store.load(service, user),
+            )
         )
         return [
             VersionInfo(v.version, v.saved_at, v.saved_by, v.action, v.comment)
@@ -355,9 +374,11 @@ class CloudChain:
     def tags(self, service: str, user: str) -> dict[str, str]:
         """Return the tags of service/user."""
         service, user = check_row(service, user)
-        return self._aws(
-            f"cannot read the tags of {service}/{user} from",
-            lambda: self._store.load_secret(service, user).tags,
+        return self._regions.read(
+            lambda store, aws: aws(
+                f"cannot read the tags of {service}/{user} from",
+                lambda: store.load_secret(service, user).tags,
+            )
         )
 
     def set_tags(
@@ -393,9 +414,9 @@ class CloudChain:
             if version is not None:
                 check_version(version)
 
-        def compare() -> VersionDiff:
-            item = self._store.load_secret(service, user)
-            newer = self._store.version_of(item, to_version)
+        def compare(store: SecretStore) -> VersionDiff:
+            item = store.load_secret(service, user)
+            newer = store.version_of(item, to_version)
             if from_version is None:
                 older = next((v for v in item.versions if v.version < newer.version
                               and not v.deleted), None)  # fmt: skip
@@ -405,15 +426,19 @@ class CloudChain:
                         f"version before {newer.version}"
                     )
             else:
-                older = self._store.version_of(item, from_version)
-            old, old_binary = self._store.decrypt(service, user, older)
-            new, new_binary = self._store.decrypt(service, user, newer)
+                older = store.version_of(item, from_version)
+            old, old_binary = store.decrypt(service, user, older)
+            new, new_binary = store.decrypt(service, user, newer)
             binary = old_binary or new_binary
             from .diff import compare
 
             return compare(older.version, old, newer.version, new, binary)
 
-        return self._aws(f"cannot compare versions of {service}/{user} in", compare)
+        return self._regions.read(
+            lambda store, aws: aws(
+                f"cannot compare versions of {service}/{user} in", lambda: compare(store)
+            )
+        )
 
     # -- many secrets --------------------------------------------------------------------------
 
@@ -462,8 +487,10 @@ class CloudChain:
         Each new version records the action "import" and comment.
         """
         self._identity.prefetch()
-        return self._service.import_secrets(
-            service, mapping, dry_run, progress=progress, comment=comment
+        return self._regions.write(
+            lambda: self._service.import_secrets(
+                service, mapping, dry_run, progress=progress, comment=comment
+            )
         )
 
     def reencrypt(
@@ -479,7 +506,9 @@ class CloudChain:
         A row that fails is counted and named, and the others go on. progress(done, total)
         follows the count; on_row(service, user, outcome) names each row as it is settled.
         """
-        return self._service.reencrypt(service, progress, on_row=on_row)
+        return self._regions.write(
+            lambda: self._service.reencrypt(service, progress, on_row=on_row)
+        )
 
     def policy(
         self, service: str, access: str, *, account: str | None = None, key_arn: str | None = None
@@ -489,18 +518,22 @@ class CloudChain:
 
     def setup(self, create_key: bool = False) -> SetupResult:
         """Create the table if missing, with TTL on ExpiresAt (deleted secrets expire), and,
-        with create_key, the KMS key behind the alias."""
-        key_created = False
-        if create_key:
-            alias = self.config.keyalias
-            if not alias or not alias.startswith("alias/"):
-                raise CloudChainConfigError(
-                    f"cannot create a key: the key alias {alias!r} must be set and start with "
-                    "alias/ (keyalias under [IAMKMS], CLOUDCHAIN_KEY_ALIAS or --key-alias)"
-                )
-            key_created = self._aws(
-                f"cannot create KMS key {alias} for", lambda: self._store.ensure_key(alias)
+        with create_key, the KMS key behind the alias. With replica_regions, the table becomes
+        a global table replicated there (with streams), and the key a multi-Region key
+        replicated there under the same alias. What exists is left alone."""
+        from . import provision
+
+        alias = self.config.keyalias
+        if create_key and (not alias or not alias.startswith("alias/")):
+            raise CloudChainConfigError(
+                f"cannot create a key: the key alias {alias!r} must be set and start with "
+                "alias/ (keyalias under [IAMKMS], CLOUDCHAIN_KEY_ALIAS or --key-alias)"
             )
-        table_created = self._aws("cannot create", self._store.ensure_table)
-        ttl_enabled = self._aws("cannot enable TTL on", self._store.ensure_ttl)
-        return SetupResult(table_created, key_created, ttl_enabled)
+        home = self._clients.region
+        replicas = {r: self._clients.replica(r) for r in self.config.replica_regions if r != home}
+        return self._aws(
+            "cannot set up",
+            lambda: provision.setup(
+                self._clients, replicas, self.config.tablename, alias if create_key else None
+            ),
+        )

@@ -1,4 +1,5 @@
-"""botocore clients for one configuration: built once, lazily, and shared safely by threads."""
+"""botocore clients for one configuration and region: built once, lazily, and shared safely by
+threads."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_REGION, Config, kms_endpoint_for
+from .errors import is_loopback
 
 if TYPE_CHECKING:
     import boto3
@@ -18,12 +20,25 @@ class Clients:
     No boto3 resources: they are slow to build and unsafe to share between threads.
     """
 
-    def __init__(self, config: Config, session: boto3.Session | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        session: boto3.Session | None,
+        replica: str | None = None,
+        *,
+        botocore_session: Any = None,
+        lock: threading.Lock | None = None,
+    ) -> None:
         self._config = config
         self._session = session
-        self._botocore: Any = None  # built once when no boto3.Session was injected
+        # A replica region: its clients talk to it, and to the configured endpoint only when
+        # that is an emulator on this machine (which serves every region).
+        self._replica = replica
+        # Built once when no boto3.Session was injected; a replica shares the home one's.
+        self._botocore: Any = botocore_session
         self._clients: dict[tuple[str, bool], Any] = {}
-        self._lock = threading.Lock()
+        # Shared with the replicas, which share the botocore session it guards.
+        self._lock = lock or threading.Lock()
 
     def get(self, service_name: str, *, quick: bool = False) -> Any:
         """Return the client for an AWS service, building it the first time.
@@ -38,15 +53,31 @@ class Clients:
                 self._clients[(service_name, quick)] = client
             return client
 
-    def endpoint_for(self, service_name: str) -> str | None:
-        """Return the configured endpoint of an AWS service; None means AWS's."""
+    def replica(self, region: str) -> Clients:
+        """Clients for a replica region, built as lazily, sharing this botocore session."""
+        with self._lock:
+            session = self._botocore_session() if self._session is None else None
+        return Clients(
+            self._config, self._session, region, botocore_session=session, lock=self._lock
+        )
+
+    def endpoint_for(self, service_name: str, region: str) -> str | None:
+        """Return the configured endpoint of an AWS service in region; None means AWS's."""
         c = self._config
+        dynamodb: str | None
+        if c.region_endpoints.get(region):
+            dynamodb = c.region_endpoints[region]
+        elif self._replica is None or is_loopback(c.endpoint_url):
+            dynamodb = c.endpoint_url
+        else:
+            dynamodb = None  # AWS's regional endpoint
         if service_name == "dynamodb":
-            return c.endpoint_url
+            return dynamodb
         if service_name == "kms":
-            return kms_endpoint_for(c.endpoint_url, c.kms_endpoint_url)
+            home_kms = c.kms_endpoint_url if self._replica is None else None
+            return kms_endpoint_for(dynamodb, c.kms_region_endpoints.get(region) or home_kms)
         # STS: only a local emulator's endpoint, which serves every service.
-        return kms_endpoint_for(c.endpoint_url, None)
+        return kms_endpoint_for(dynamodb, None)
 
     def credentials_method(self) -> str | None:
         """Where botocore found credentials ("env", "shared-credentials-file", "sso",
@@ -64,6 +95,8 @@ class Clients:
 
     def _region(self) -> str:
         # Called with the lock held (building a botocore session is not thread-safe).
+        if self._replica is not None:
+            return self._replica
         if self._config.region_name:
             return self._config.region_name
         if self._session is not None:
@@ -92,10 +125,11 @@ class Clients:
             make = self._session.client
         else:
             make = self._botocore_session().create_client
+        region = self._region()
         return make(
             service_name,
-            region_name=self._region(),
-            endpoint_url=self.endpoint_for(service_name),
+            region_name=region,
+            endpoint_url=self.endpoint_for(service_name, region),
             config=boto_config,
         )
 

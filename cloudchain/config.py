@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from .errors import CloudChainConfigError
+from .errors import CloudChainConfigError, ValidationError
 from .validation import check_choice, check_seconds, check_whole
 
 DEFAULT_TABLE = "safedb"
@@ -58,6 +59,20 @@ def _boolean(raw: str) -> bool:
     if value is None:
         raise ValueError(f"{raw!r} is not one of true, false, yes, no, on, off, 1, 0")
     return value
+
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+
+
+def check_region(region: str) -> str:
+    """Return an AWS region name after checking its shape (us-east-1, ap-southeast-2...)."""
+    if not _REGION.fullmatch(region):
+        raise ValueError(f"{region!r} is not an AWS region name")
+    return region
+
+
+def _regions(raw: str) -> tuple[str, ...]:
+    return tuple(check_region(r) for r in re.split(r"[,\s]+", raw) if r)
 
 
 def _positive_float(raw: str) -> float:
@@ -119,7 +134,19 @@ SETTINGS: dict[str, Setting] = {
     "recovery_days": Setting(
         "CLOUDCHAIN_RECOVERY_DAYS", "cloudchain", "recovery_days", _positive_int
     ),
+    "replica_regions": Setting("CLOUDCHAIN_REPLICA_REGIONS", "dynamo", "replica_regions", _regions),
+    "failover_cooldown": Setting(
+        "CLOUDCHAIN_FAILOVER_COOLDOWN", "dynamo", "failover_cooldown", _seconds
+    ),
 }
+# Per-region endpoints: `endpoint_url.REGION = URL` in the file ([dynamo] or above any section
+# for DynamoDB, [IAMKMS] for KMS), or CLOUDCHAIN_ENDPOINT_URL_<REGION> and
+# CLOUDCHAIN_KMS_ENDPOINT_URL_<REGION> (us-west-2 is US_WEST_2) in the environment.
+REGION_ENDPOINTS = {
+    "region_endpoints": (("dynamo", _TOP), "CLOUDCHAIN_ENDPOINT_URL_"),
+    "kms_region_endpoints": (("IAMKMS",), "CLOUDCHAIN_KMS_ENDPOINT_URL_"),
+}
+_PER_REGION = "endpoint_url."
 
 
 @dataclass(frozen=True)
@@ -151,6 +178,13 @@ class Config:
     allow_legacy: bool = True
     # How long a deleted secret can be restored, in days, before it is gone for good.
     recovery_days: int = 30
+    # Where reads go when the home region fails, in order (global table replicas).
+    replica_regions: tuple[str, ...] = ()
+    # How long a region that failed is skipped, so a dead region costs one timeout.
+    failover_cooldown: float = 30.0
+    # Endpoints of single regions, by region name (DynamoDB, and KMS when it differs).
+    region_endpoints: dict[str, str] = field(default_factory=dict)
+    kms_region_endpoints: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Check every value, however the Config was built; empty strings mean "not set"."""
@@ -172,9 +206,33 @@ class Config:
             "cache_max_entries": check_whole(self.cache_max_entries, "cache_max_entries"),
             "allow_legacy": bool(self.allow_legacy),
             "recovery_days": check_whole(self.recovery_days, "recovery_days"),
+            "replica_regions": _checked_regions(self.replica_regions),
+            "failover_cooldown": check_seconds(
+                self.failover_cooldown, "failover_cooldown", zero_ok=True
+            ),
+            "region_endpoints": _checked_endpoints(self.region_endpoints),
+            "kms_region_endpoints": _checked_endpoints(self.kms_region_endpoints),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
+
+
+def _checked_regions(regions: object) -> tuple[str, ...]:
+    if isinstance(regions, str):
+        regions = (regions,)
+    try:
+        checked = tuple(check_region(r) for r in regions)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as err:
+        raise ValidationError(f"replica_regions: {err}") from None
+    return tuple(dict.fromkeys(checked))  # in order, once each
+
+
+def _checked_endpoints(endpoints: object) -> dict[str, str]:
+    found = dict(endpoints or {})  # type: ignore[call-overload]
+    try:
+        return {check_region(region): str(url) for region, url in found.items() if url}
+    except ValueError as err:
+        raise ValidationError(f"a per-region endpoint: {err}") from None
 
 
 _DEFAULTS = Config()
@@ -215,7 +273,7 @@ def _parse(path: Path, text: str) -> configparser.ConfigParser:
     return parser
 
 
-def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
+def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
     """Return the settings a `.cchainrc` file sets, sectioned or header-less."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -228,14 +286,34 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, str]:
     return _settings_in(_parse(path, text))
 
 
-def _settings_in(parser: configparser.ConfigParser) -> dict[str, str]:
-    found: dict[str, str] = {}
+def _settings_in(parser: configparser.ConfigParser) -> dict[str, Any]:
+    found: dict[str, Any] = {}
     for name, setting in SETTINGS.items():
         if parser.has_option(setting.section, setting.option):
             found[name] = parser.get(setting.section, setting.option)
         elif setting.top_level and parser.has_option(_TOP, setting.option):
             found[name] = parser.get(_TOP, setting.option)
+    for name, (sections, _) in REGION_ENDPOINTS.items():
+        found[name] = {
+            option[len(_PER_REGION) :]: parser.get(section, option)
+            for section in reversed(sections)  # [dynamo] wins over the top of the file
+            if parser.has_section(section)
+            for option in parser.options(section)
+            if option.startswith(_PER_REGION)
+        }
     return found
+
+
+def region_endpoints_in(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The per-region endpoints the environment sets."""
+    return {
+        name: {
+            variable[len(prefix) :].lower().replace("_", "-"): value
+            for variable, value in environ.items()
+            if variable.startswith(prefix) and value
+        }
+        for name, (_, prefix) in REGION_ENDPOINTS.items()
+    }
 
 
 def unknown_keys(path: Path) -> list[str]:
@@ -243,11 +321,13 @@ def unknown_keys(path: Path) -> list[str]:
     parser = _parse(path, path.read_text(encoding="utf-8"))
     known = {(s.section, s.option) for s in SETTINGS.values()}
     known |= {(_TOP, s.option) for s in SETTINGS.values() if s.top_level}
+    per_region = {section for sections, _ in REGION_ENDPOINTS.values() for section in sections}
     return [
         option if section == _TOP else f"[{section}] {option}"
         for section in parser.sections()
         for option in parser.options(section)
         if (section, option) not in known
+        and not (section in per_region and option.startswith(_PER_REGION))
     ]
 
 
@@ -306,10 +386,19 @@ def explain_config(
     from_file = read_config_file(file_path, required=required)
     layers = [("flag", overrides), ("environment", from_env), (str(file_path), from_file)]
     found = resolve_sources(layers)
+    from_env_regions = region_endpoints_in(environ)
+    for name in REGION_ENDPOINTS:  # per region: a flag's beats the environment's, the file's
+        merged = {
+            **from_file.get(name, {}),
+            **from_env_regions[name],
+            **(overrides.get(name) or {}),
+        }
+        if merged:
+            found[name] = (merged, "merged")
     extra = {
         name: value
         for name, value in overrides.items()
-        if name not in SETTINGS and value is not None
+        if name not in SETTINGS and name not in REGION_ENDPOINTS and value is not None
     }
     values = {name: value for name, (value, _) in found.items()}
     config = Config(**{**_defaults_dict(), **values, **extra})

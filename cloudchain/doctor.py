@@ -61,6 +61,8 @@ class Doctor:
     config: Config | None = None
     sources: dict[str, str] = field(default_factory=dict)
     clients: Clients | None = None
+    table: dict[str, Any] = field(default_factory=dict)  # the home table, described
+    key: dict[str, Any] = field(default_factory=dict)  # the home key's metadata
 
     @property
     def where(self) -> str:
@@ -184,6 +186,7 @@ def check_table(doctor: Doctor) -> str:
         ) from None
     except Exception as err:
         raise doctor.failed(f"cannot describe table '{config.tablename}'", err) from err
+    doctor.table = table
     schema = {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]}
     if schema != {"Service": "HASH", "Username": "RANGE"}:
         raise Failed(
@@ -219,7 +222,52 @@ def check_key(doctor: Doctor) -> str:
     if not key.get("Enabled", True) or key.get("KeyState", "Enabled") != "Enabled":
         raise Failed(f"{alias} is {key.get('KeyState', 'disabled')}: {key['Arn']}",
                      "enable the key, or point keyalias at one that is")  # fmt: skip
-    return f"{alias} -> {key['Arn']} (enabled)"
+    doctor.key = key
+    kind = ", multi-Region" if key.get("MultiRegion") else ""
+    return f"{alias} -> {key['Arn']} (enabled{kind})"
+
+
+def check_replica(doctor: Doctor, region: str) -> str:
+    """The table is an ACTIVE replica in region, and the alias there names the home key's
+    replica (same key id), so ciphertexts made at home decrypt there."""
+    assert doctor.clients is not None and doctor.config is not None
+    name, home = doctor.config.tablename, doctor.clients.region
+    listed = {
+        r["RegionName"]: r.get("ReplicaStatus", "?") for r in doctor.table.get("Replicas", [])
+    }
+    setup_fix = f"`cchain --setup --replica-region {region}` adds it"
+    if region not in listed:
+        raise Failed(f"table '{name}' in {home} lists no replica in {region}", setup_fix)
+    if listed[region] != "ACTIVE":
+        raise Failed(f"the replica of '{name}' in {region} is {listed[region]}",
+                     "wait until it is ACTIVE (`aws dynamodb describe-table`)")  # fmt: skip
+    clients = doctor.clients.replica(region)
+    dynamodb = clients.get("dynamodb")
+    status = doctor.aws(
+        f"cannot describe table '{name}' in {region}",
+        lambda: dynamodb.describe_table(TableName=name)["Table"]["TableStatus"],
+    )
+    found = f"table '{name}' is an ACTIVE replica ({status} there)"
+    alias = doctor.config.keyalias
+    if not alias or not doctor.key:
+        return found + "; key not checked (no key alias, or the home key failed)"
+    kms = clients.get("kms")
+    try:
+        key = kms.describe_key(KeyId=alias)["KeyMetadata"]
+    except kms.exceptions.NotFoundException:
+        raise Failed(
+            f"{found}, but the key alias {alias} does not exist in {region}",
+            f"`cchain --setup --create-key --replica-region {region}` replicates the key",
+        ) from None
+    except Exception as err:
+        raise doctor.failed(f"cannot describe key {alias} in {region}", err) from err
+    if key["KeyId"] != doctor.key["KeyId"]:
+        raise Failed(
+            f"{found}, but {alias} in {region} is {key['KeyId']}, not a replica of the home "
+            f"key {doctor.key['KeyId']}: secrets saved at home do not decrypt there",
+            f"point {alias} in {region} at the replica of the home key",
+        )
+    return f"{found}; {alias} -> {key['Arn']}"
 
 
 def check_permissions(doctor: Doctor) -> str:
@@ -338,6 +386,13 @@ def examine(doctor: Doctor, checks: tuple[Check, ...] = CHECKS) -> list[Result]:
             results.append(Result(check.name, FAIL, failed.detail, failed.fix))
             if failed.usable:
                 passed.add(check.name)
+    replicas = doctor.config.replica_regions if doctor.config and "table" in passed else ()
+    home = doctor.clients.region if doctor.clients else None
+    for region in (r for r in replicas if r != home):  # one line each, after the home table
+        try:
+            results.append(Result(f"replica {region}", OK, check_replica(doctor, region)))
+        except Failed as failed:
+            results.append(Result(f"replica {region}", FAIL, failed.detail, failed.fix))
     if doctor.write:
         if {"permissions", "key"} <= passed:
             results.extend(write_steps(doctor))

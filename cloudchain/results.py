@@ -82,12 +82,40 @@ class VersionDiff:
 
 
 @dataclass(frozen=True)
+class RegionSetup:
+    """What `setup` found or did in one replica region."""
+
+    region: str
+    table: str  # "added" (ReplicaUpdates sent) or "exists"
+    key: str  # "replicated", "exists", or "" when no key was asked for
+    alias: str  # "created", "exists", or ""
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was added in this region."""
+        return self.table == "added" or self.key == "replicated" or self.alias == "created"
+
+
+@dataclass(frozen=True)
 class SetupResult:
     """What `setup` had to create."""
 
     table_created: bool
     key_created: bool
     ttl_enabled: bool = False  # TTL on ExpiresAt was turned on by this setup
+    replicas: tuple[RegionSetup, ...] = ()
+    streams_enabled: bool = False  # an existing table got the streams global tables need
+
+    @property
+    def changed(self) -> bool:
+        """Whether this setup created or changed anything."""
+        return (
+            self.table_created
+            or self.key_created
+            or self.ttl_enabled
+            or self.streams_enabled
+            or any(r.changed for r in self.replicas)
+        )
 
 
 @dataclass(frozen=True)

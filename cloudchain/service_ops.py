@@ -20,6 +20,7 @@ from .config import Config
 from .errors import CloudChainError, IncompleteImportError
 from .layout import StoredItem
 from .parallel import parallel_map
+from .regions import Regions
 from .results import Entry, ImportResult, ReencryptResult, Secret, Versioned, secret_value
 from .store import SecretStore, expired
 from .validation import (
@@ -49,6 +50,7 @@ class ServiceOperations:
         clients: Clients,
         require_key: Callable[[str], str],
         forget: Callable[[str, str], None],
+        regions: Regions,
     ) -> None:
         self._config = config
         self._store = store
@@ -57,6 +59,7 @@ class ServiceOperations:
         self._clients = clients
         self._require_key = require_key
         self._forget = forget
+        self._regions = regions  # what reads go through; writes use the home store
 
     def list(
         self, service: str | None, *, tags: Mapping[str, str] | None, deleted: bool
@@ -66,7 +69,11 @@ class ServiceOperations:
             service = check_service(service)
         wanted = check_tags(tags)
         where = f" of service {service}" if service else ""
-        rows = self._aws(f"cannot list secrets{where} in", lambda: self._store.summaries(service))
+        rows = self._regions.read(
+            lambda store, aws: aws(
+                f"cannot list secrets{where} in", lambda: store.summaries(service)
+            )
+        )
         now = time.time()
         for row in rows:
             if row.deleted != deleted or (row.deleted and expired(row.expires_at, now)):
@@ -78,15 +85,22 @@ class ServiceOperations:
 
     def export(self, service: str, *, tags: Mapping[str, str] | None) -> dict[str, Versioned]:
         """Return every current secret of service (with all of tags) and its version, keyed by
-        user, sorted."""
+        user, sorted: all from one region (the first that answers)."""
         service = check_service(service)
         wanted = check_tags(tags)
+        return self._regions.read(lambda store, aws: self._export(store, aws, service, wanted))
+
+    def _export(
+        self, store: SecretStore, aws: AwsCalls, service: str, wanted: Mapping[str, str]
+    ) -> dict[str, Versioned]:
         items = [
             i
-            for i in self._service_items(service)
+            for i in self._service_items(service, store, aws)
             if all(i.tags.get(k) == v for k, v in wanted.items())
         ]
-        plaintexts = parallel_map(self._current_plaintext, items, self._config.max_workers)
+        plaintexts = parallel_map(
+            lambda item: self._current_plaintext(item, store, aws), items, self._config.max_workers
+        )
         table = self._config.tablename
         return {
             i.user: Versioned(
@@ -156,15 +170,19 @@ class ServiceOperations:
             ) from err
         return ImportResult(actions=actions, written=tuple(sorted(written)))
 
-    def _service_items(self, service: str) -> builtins.list[StoredItem]:
-        return self._aws(
-            f"cannot query service {service} in", lambda: self._store.service_items(service)
-        )
+    def _service_items(
+        self, service: str, store: SecretStore | None = None, aws: AwsCalls | None = None
+    ) -> builtins.list[StoredItem]:
+        store, aws = store or self._store, aws or self._aws
+        return aws(f"cannot query service {service} in", lambda: store.service_items(service))
 
-    def _current_plaintext(self, item: StoredItem) -> tuple[bytes, bool]:
-        return self._aws(
+    def _current_plaintext(
+        self, item: StoredItem, store: SecretStore | None = None, aws: AwsCalls | None = None
+    ) -> tuple[bytes, bool]:
+        store, aws = store or self._store, aws or self._aws
+        return aws(
             f"cannot decrypt {item.service}/{item.user} version {item.current.version} in",
-            lambda: self._store.decrypt(item.service, item.user, item.current),
+            lambda: store.decrypt(item.service, item.user, item.current),
         )
 
     # -- the whole table -----------------------------------------------------------------------
@@ -249,4 +267,5 @@ class ServiceOperations:
             account=account,
             table=self._config.tablename,
             key_arn=key_arn,
+            replica_regions=self._config.replica_regions,
         )

@@ -263,18 +263,3 @@ class SecretStore:
     def key_arn(self, key: str) -> str:
         """Return the ARN of the key behind a key id or alias."""
         return crypto.key_arn(self.kms, key)
-
-    def ensure_key(self, alias: str) -> bool:
-        """Create a symmetric key behind alias unless the alias exists; return whether created."""
-        if crypto.key_exists(self.kms, alias):
-            return False
-        crypto.create_key_with_alias(self.kms, alias)
-        return True
-
-    def ensure_ttl(self) -> bool:
-        """Turn on TTL on ExpiresAt unless it is on; return whether it was turned on."""
-        return table.enable_ttl(self.dynamodb, self.tablename)
-
-    def ensure_table(self) -> bool:
-        """Create the table unless it exists, wait until ACTIVE; return whether created."""
-        return table.create_table(self.dynamodb, self.tablename)

@@ -156,9 +156,26 @@ def enable_ttl(client: Any, table: str) -> bool:
     return True
 
 
-def create_table(client: Any, table: str) -> bool:
-    """Create the table (on-demand, the reference key schema) unless it exists; wait for ACTIVE."""
-    created = True
+# What global tables need on the home table.
+STREAMS = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+
+
+def create_table(client: Any, table: str, *, streams: bool = False) -> bool:
+    """Create the table (on-demand, the reference key schema, streams if asked) unless it
+    exists; wait for ACTIVE. It looks first, so an existing table sees no CreateTable."""
+    try:
+        client.describe_table(TableName=table)
+        created = False
+    except client.exceptions.ResourceNotFoundException:
+        created = _create(client, table, streams)
+    client.get_waiter("table_exists").wait(
+        TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+    return created
+
+
+def _create(client: Any, table: str, streams: bool) -> bool:
+    extra = {"StreamSpecification": STREAMS} if streams else {}
     try:
         client.create_table(
             TableName=table,
@@ -171,10 +188,8 @@ def create_table(client: Any, table: str) -> bool:
                 {"AttributeName": USERNAME, "KeyType": "RANGE"},
             ],
             BillingMode="PAY_PER_REQUEST",
+            **extra,
         )
     except client.exceptions.ResourceInUseException:
-        created = False
-    client.get_waiter("table_exists").wait(
-        TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-    )
-    return created
+        return False  # created by someone else since we looked
+    return True

@@ -13,21 +13,37 @@ returns what to do with it:
 - "drop": close the connection without forwarding; "hang": never answer (until the proxy stops);
 - "throttle", "disabled", "denied", "error500": answer with that error without forwarding
   ("disabled" is KMS's answer for a disabled key, which moto does not enforce).
+
+Each request's region is read from its signature's credential scope, so one proxy in front of
+a moto server serving several regions tells them apart; `rewrite`, when set, may change a
+forwarded reply (moto ignores ReplicaUpdates, so a test can show the replicas AWS would list).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Callable, NamedTuple
 
 # (operation, its 1-based count so far, request body) -> action
 Policy = Callable[[str, int, bytes], str]
+# (operation, region, reply body) -> the reply body to send
+Rewrite = Callable[[str, str, bytes], bytes]
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
+
+
+class Request(NamedTuple):
+    operation: str
+    region: str
+    body: bytes
+
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 ERRORS = {
     "throttle": (400, "ThrottlingException", "Rate exceeded"),
@@ -53,11 +69,15 @@ def operation_of(target: str, body: bytes) -> str:
 class FaultProxy:
     """A threaded HTTP proxy on a free loopback port in front of upstream_port."""
 
-    def __init__(self, upstream_port: int, policy: Policy = forward_all) -> None:
+    def __init__(
+        self, upstream_port: int, policy: Policy = forward_all, rewrite: Rewrite | None = None
+    ) -> None:
         self.upstream_port = upstream_port
         self.policy = policy
+        self.rewrite = rewrite
         self.counts: Counter[str] = Counter()
         self.bodies: list[tuple[str, bytes]] = []
+        self.requests: list[Request] = []
         self.held = threading.Event()  # set when a request is being held
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -73,9 +93,12 @@ class FaultProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 operation = operation_of(self.headers.get("X-Amz-Target", ""), body)
+                scope = _SCOPE.search(self.headers.get("Authorization", ""))
+                self.region = scope.group(1) if scope else ""
                 with proxy._lock:
                     proxy.counts[operation] += 1
                     proxy.bodies.append((operation, body))
+                    proxy.requests.append(Request(operation, self.region, body))
                     action = proxy.policy(operation, proxy.counts[operation], body)
                 if action == "drop":
                     self._close()
@@ -94,7 +117,7 @@ class FaultProxy:
                         proxy._release.wait(60)
                     elif action.startswith("delay:"):
                         time.sleep(float(action.split(":", 1)[1]))
-                    self._forward(body)
+                    self._forward(body, operation=operation)
 
             def _close(self) -> None:
                 self.close_connection = True
@@ -108,7 +131,7 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _forward(self, body: bytes, reply: bool = True) -> None:
+            def _forward(self, body: bytes, reply: bool = True, operation: str = "") -> None:
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 upstream.request("POST", self.path, body=body, headers=headers)
@@ -117,6 +140,8 @@ class FaultProxy:
                 upstream.close()
                 if not reply:
                     return
+                if proxy.rewrite is not None:
+                    data = proxy.rewrite(operation, self.region, data)
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in HOP_BY_HOP:
@@ -149,3 +174,8 @@ class FaultProxy:
         """How many requests of an operation, optionally whose body contains some bytes."""
         with self._lock:
             return sum(1 for op, body in self.bodies if op == operation and containing in body)
+
+    def made(self, region: str | None = None) -> Counter[str]:
+        """The operations requested so far, counted, in one region or all."""
+        with self._lock:
+            return Counter(r.operation for r in self.requests if region in (None, r.region))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -78,3 +79,12 @@ def create_reference_table(client: Any, name: str) -> None:
         ],
         ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
     )
+
+
+def replicate_key_in_moto(kms: Any, key_id: str, region: str, replica_kms: Any) -> None:
+    """ReplicateKey as moto does it: it copies the key (even an ordinary one, which unlike a
+    multi-Region key decrypts in moto) into region, then fails to describe the copy. The copy
+    is checked, so a moto that stops copying fails the test here."""
+    with contextlib.suppress(Exception):
+        kms.replicate_key(KeyId=key_id, ReplicaRegion=region)
+    replica_kms.describe_key(KeyId=key_id)

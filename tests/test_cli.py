@@ -246,6 +246,7 @@ def test_setup_creates_table_and_key_and_is_idempotent(
     assert main(["--setup", "--create-key", "--key-alias", "alias/new", "--table", "t1"]) == 0
     assert capsys.readouterr().err == (
         "cchain: table 't1' already exists\ncchain: key alias/new already exists\n"
+        "cchain: nothing to change\n"
     )
 
 

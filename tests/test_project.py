@@ -94,7 +94,9 @@ def test_a_direct_read_imports_nothing_it_does_not_use(tmp_path: Path) -> None:
         "            'cloudchain.diff', 'difflib', 'cloudchain.render', 'jinja2'}\n"
         "assert not loaded & unwanted, sorted(loaded & unwanted)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
 
 

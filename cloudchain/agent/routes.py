@@ -188,6 +188,11 @@ def _registry(agent: Agent) -> Any:
                 ("cloudchain_agent_refreshes", "prefetched services reloaded", counters.refreshes),
                 ("cloudchain_agent_stale_served", "reads answered past their TTL", stats.stale),
                 ("cloudchain_agent_aws_errors", "fetches that AWS failed", counters.aws_errors),
+                (
+                    "cloudchain_agent_failovers",
+                    "reads served from a replica region",
+                    agent.cached.chain.failovers,
+                ),
             ):
                 yield CounterMetricFamily(name, text, value=value)
             yield GaugeMetricFamily("cloudchain_agent_cached_entries", "entries held", len(cache))

@@ -93,6 +93,18 @@ def setup(inv: Invocation) -> int:
     if args.create_key:
         alias = chain.config.keyalias
         info(f"key {alias} {'created' if result.key_created else 'already exists'}")
+    if result.streams_enabled:
+        info(f"table '{name}': streams (NEW_AND_OLD_IMAGES) enabled for the global table")
+    for region in result.replicas:
+        table = "replica added" if region.table == "added" else "replica exists"
+        line = f"{region.region}: table '{name}' {table}"
+        if region.key:
+            key = "replicated" if region.key == "replicated" else "exists"
+            alias = "created" if region.alias == "created" else "exists"
+            line += f"; key {key}, {chain.config.keyalias} {alias}"
+        info(line)
+    if not result.changed:
+        info("nothing to change")
     return EXIT_OK
 
 

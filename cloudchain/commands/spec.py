@@ -105,6 +105,8 @@ CONFIG_FLAGS = {
     "max_attempts": "max_attempts",
     "allow_legacy": "allow_legacy",
     "recovery_days": "recovery_days",
+    "replica_region": "replica_regions",
+    "failover_cooldown": "failover_cooldown",
 }
 
 CONFIGURATION = Section(
@@ -142,6 +144,17 @@ CONFIGURATION = Section(
             ("--recovery-days",),
             "days a deleted secret can be restored (default 30)",
             {"type": int, "metavar": "N"},
+        ),
+        Option(
+            ("--replica-region",),
+            "a replica region reads fail over to, in order (repeatable); with --setup, one to "
+            "add to the global table",
+            {"action": "append", "metavar": "REGION"},
+        ),
+        Option(
+            ("--failover-cooldown",),
+            "seconds a region that failed is skipped (default 30)",
+            {"type": float, "metavar": "S"},
         ),
         Option(
             ("--no-legacy",),

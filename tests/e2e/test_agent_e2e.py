@@ -2,90 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy
 from helpers import KEY_ALIAS
-from support import BIN, Emulator, wait_for_text
+from support import BIN, Emulator, running_agent
 
 from cloudchain import CloudChain
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass
-class Agent:
-    process: subprocess.Popen[bytes]
-    address: str  # unix:PATH or http://127.0.0.1:PORT
-    token: str | None
-    log: Path
-    env: dict[str, str]  # for cchain: the emulator's, and CLOUDCHAIN_AGENT
-
-    @property
-    def socket_path(self) -> str:
-        return self.address.removeprefix("unix:")
-
-    def curl(
-        self, path: str, *flags: str, token: str | None = ""
-    ) -> tuple[int, dict[str, str], bytes]:
-        """A request with curl; token "" means the agent's own (if any), None none at all."""
-        args = ["curl", "-s", "-i", "--max-time", "20", *flags]
-        token = self.token if token == "" else token
-        if token is not None:
-            args += ["-H", f"X-Cloudchain-Token: {token}"]
-        if self.address.startswith("unix:"):
-            args += ["--unix-socket", self.socket_path, f"http://localhost{path}"]
-        else:
-            args.append(f"{self.address}{path}")
-        out = subprocess.run(args, capture_output=True, check=True, timeout=30).stdout
-        head, _, body = out.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        return int(lines[0].split()[1]), headers, body
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=15)
-
-
-@contextlib.contextmanager
-def running_agent(
-    emulator: Emulator, tmp_path: Path, *args: str, endpoint: str | None = None
-) -> Iterator[Agent]:
-    """cchain-agent on a socket (or TCP) of its own, configured by the environment."""
-    out, log = tmp_path / "agent.out", tmp_path / "agent.log"
-    env = {**emulator.env, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
-    if endpoint:
-        env["CLOUDCHAIN_ENDPOINT_URL"] = endpoint
-    with out.open("wb") as stdout, log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(BIN / "cchain-agent"), *args], stdout=stdout, stderr=stderr, env=env
-        )
-    try:
-        settings = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in wait_for_text(out, "CLOUDCHAIN_AGENT=", process).splitlines()
-            if line.startswith("export ")
-        )
-        token_file = settings.get("CLOUDCHAIN_AGENT_TOKEN_FILE")
-        token = Path(token_file).read_text().strip() if token_file else None
-        yield Agent(process, settings["CLOUDCHAIN_AGENT"], token, log,
-                    {**emulator.env, **settings})  # fmt: skip
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=15)
 
 
 def _chain(emulator: Emulator) -> CloudChain:
