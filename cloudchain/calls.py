@@ -6,6 +6,7 @@ import random
 import time
 from typing import Callable, TypeVar
 
+from .clients import Clients
 from .errors import CloudChainError, ThrottledError, translate
 
 T = TypeVar("T")
@@ -17,12 +18,9 @@ THROTTLE_BASE = 0.5
 class AwsCalls:
     """Runs calls against one table, translating errors into the CloudChainError tree."""
 
-    def __init__(
-        self, tablename: str, endpoint: str | None, region: Callable[[], str] = lambda: "?"
-    ) -> None:
+    def __init__(self, tablename: str, clients: Clients) -> None:
         self.tablename = tablename
-        self.endpoint = endpoint
-        self._region = region  # asked only to explain a failure
+        self._clients = clients  # asked where the calls went only to explain a failure
 
     def __call__(self, doing: str, call: Callable[[], T]) -> T:
         """Run call, translating AWS errors; give a still-throttled call more rounds.
@@ -48,14 +46,16 @@ class AwsCalls:
         except CloudChainError:
             raise
         except Exception as err:
-            translated = translate(err, doing, self.endpoint, self._region_or_unknown())
+            translated = translate(err, doing, *self._where())
             if translated is None:
                 raise
             raise translated from err
 
-    def _region_or_unknown(self) -> str:
-        # Explaining a failure must not fail in turn: a broken profile breaks this lookup too.
+    def _where(self) -> tuple[str | None, str]:
+        """The DynamoDB endpoint and the region the calls went to."""
         try:
-            return self._region()
+            region = self._clients.region
         except Exception:
-            return "?"
+            # Explaining a failure must not fail in turn: a broken profile breaks this too.
+            region = "?"
+        return self._clients.endpoint_for("dynamodb", region), region

@@ -15,11 +15,10 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .cache import SecretCache
-from .calls import AwsCalls
 from .clients import Clients
 from .config import DEFAULT_TABLE, Config, load_config
 from .errors import CloudChainConfigError, SecretNotFoundError
-from .regions import Place, Regions
+from .regions import Regions
 from .results import (
     Deleted,
     Entry,
@@ -109,9 +108,8 @@ class CloudChain:
             kms_region_endpoints=dict(kms_region_endpoints or {}),
         )
         self._clients = Clients(c, session)
-        self._store = SecretStore(self._clients, c.tablename, allow_legacy=c.allow_legacy)
-        self._aws = AwsCalls(c.tablename, c.endpoint_url, lambda: self._clients.region)
-        self._regions = Regions(c, Place(None, self._clients, self._store, self._aws))
+        self._regions = Regions(c, self._clients)
+        self._store, self._aws = self._regions.home.store, self._regions.home.aws
         self._cache = (
             SecretCache(c.cache_ttl, c.stale_if_error, max_entries=c.cache_max_entries)
             if c.cache_ttl > 0
@@ -160,9 +158,8 @@ class CloudChain:
             from . import service_ops
 
             return service_ops.ServiceOperations(
-                self.config, self._store, self._writer, self._aws, self._clients,
-                self._require_key, self._forget, self._regions,
-            )  # fmt: skip
+                self.config, self._regions, self._writer, self._require_key, self._forget
+            )
 
         return self._part("service", build)
 
@@ -282,9 +279,7 @@ class CloudChain:
 
         def fetch() -> Versioned:
             plaintext, binary, number = self._regions.read(
-                lambda store, aws: aws(
-                    f"cannot read {where} from", lambda: store.plaintext(service, user, version)
-                )
+                f"cannot read {where} from", lambda store: store.plaintext(service, user, version)
             )
             value = secret_value(plaintext, binary, f"{where} in table '{self.config.tablename}'")
             return Versioned(value, number)
@@ -299,10 +294,8 @@ class CloudChain:
         when, how and why; decrypts nothing."""
         service, user = check_row(service, user)
         item = self._regions.read(
-            lambda store, aws: aws(
-                f"cannot read the history of {service}/{user} from",
-                lambda: store.load(service, user),
-            )
+            f"cannot read the history of {service}/{user} from",
+            lambda store: store.load(service, user),
         )
         return [
             VersionInfo(v.version, v.saved_at, v.saved_by, v.action, v.comment)
@@ -375,10 +368,8 @@ class CloudChain:
         """Return the tags of service/user."""
         service, user = check_row(service, user)
         return self._regions.read(
-            lambda store, aws: aws(
-                f"cannot read the tags of {service}/{user} from",
-                lambda: store.load_secret(service, user).tags,
-            )
+            f"cannot read the tags of {service}/{user} from",
+            lambda store: store.load_secret(service, user).tags,
         )
 
     def set_tags(
@@ -434,11 +425,7 @@ class CloudChain:
 
             return compare(older.version, old, newer.version, new, binary)
 
-        return self._regions.read(
-            lambda store, aws: aws(
-                f"cannot compare versions of {service}/{user} in", lambda: compare(store)
-            )
-        )
+        return self._regions.read(f"cannot compare versions of {service}/{user} in", compare)
 
     # -- many secrets --------------------------------------------------------------------------
 

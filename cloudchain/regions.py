@@ -35,63 +35,69 @@ _warned = threading.Event()  # the first failover in a process says so; later on
 class Place(NamedTuple):
     """One region's way to the table: its clients, store and call wrapper."""
 
-    region: str | None  # None: the home region, named on demand (it may come from AWS's chain)
     clients: Clients
     store: SecretStore
     aws: AwsCalls
+
+    @classmethod
+    def of(cls, clients: Clients, tablename: str, *, allow_legacy: bool) -> Place:
+        """The place the clients reach, for one table."""
+        store = SecretStore(clients, tablename, allow_legacy=allow_legacy)
+        return cls(clients, store, AwsCalls(tablename, clients))
+
+    def run(self, doing: str, call: Callable[[SecretStore], T]) -> T:
+        """Run call on this region's store, its AWS errors translated."""
+        return self.aws(doing, lambda: call(self.store))
 
 
 class Regions:
     """The home region and its replicas; reads fail over in order, writes stay home."""
 
-    def __init__(self, config: Config, home: Place) -> None:
+    def __init__(self, config: Config, clients: Clients) -> None:
         self._config = config
-        self._places: list[Place | None] = [home] + [None] * len(config.replica_regions)
+        # The home region's place; a replica's is built when a read first needs it.
+        self.home = Place.of(clients, config.tablename, allow_legacy=config.allow_legacy)
+        self._places: list[Place | None] = [self.home] + [None] * len(config.replica_regions)
         self._down_until: dict[int, float] = {}
         self._lock = threading.Lock()
         self.failovers = 0
 
     @property
-    def home(self) -> str:
+    def home_region(self) -> str:
         """The home region's name."""
-        return self._places[0].clients.region  # type: ignore[union-attr]
+        return self.home.clients.region
 
     def _place(self, index: int) -> Place:
         with self._lock:
             place = self._places[index]
             if place is None:
-                home = self._places[0]
-                assert home is not None
-                region = self._config.replica_regions[index - 1]
-                clients = home.clients.replica(region)
-                store = SecretStore(
-                    clients, home.store.tablename, allow_legacy=home.store.allow_legacy
+                clients = self.home.clients.replica(self._config.replica_regions[index - 1])
+                place = self._places[index] = Place.of(
+                    clients, self._config.tablename, allow_legacy=self._config.allow_legacy
                 )
-                aws = AwsCalls(home.aws.tablename, clients.endpoint_for("dynamodb", region),
-                               lambda: region)  # fmt: skip
-                place = self._places[index] = Place(region, clients, store, aws)
             return place
 
     def _name(self, index: int) -> str:
-        return self.home if index == 0 else self._config.replica_regions[index - 1]
+        return self.home_region if index == 0 else self._config.replica_regions[index - 1]
 
-    def read(self, call: Callable[[SecretStore, AwsCalls], T]) -> T:
-        """Run a read in the first region that answers."""
+    def read(self, doing: str, call: Callable[[SecretStore], T]) -> T:
+        """Run a read on the store of the first region that answers."""
+        return self.read_place(lambda place: place.run(doing, call))
+
+    def read_place(self, call: Callable[[Place], T]) -> T:
+        """Run a read of several calls in the first region that answers, all in that one."""
         if len(self._places) == 1:
-            home = self._places[0]
-            assert home is not None
-            return call(home.store, home.aws)
+            return call(self.home)
         now = time.monotonic()
         order = list(range(len(self._places)))
         with self._lock:
             usable = [i for i in order if self._down_until.get(i, 0.0) <= now] or order
         failed: list[tuple[int, EndpointError]] = []
         for index in usable:
-            if index and self._name(index) == self.home:
+            if index and self._name(index) == self.home_region:
                 continue  # the home region again (`--region` named a replica)
-            place = self._place(index)
             try:
-                result = call(place.store, place.aws)
+                result = call(self._place(index))
             except EndpointError as err:
                 with self._lock:
                     self._down_until[index] = time.monotonic() + self._config.failover_cooldown
@@ -101,7 +107,7 @@ class Regions:
                 self._failed_over(failed, index)
             return result
         if not failed:  # nothing was tried: the only other region is the home one
-            return call(self._place(0).store, self._place(0).aws)
+            return call(self.home)
         raise failed[-1][1]
 
     def _failed_over(self, failed: list[tuple[int, EndpointError]], index: int) -> None:
@@ -109,7 +115,7 @@ class Regions:
             self.failovers += 1
         if not _warned.is_set():
             _warned.set()
-            gone = self._name(failed[0][0]) if failed else f"{self.home} (cooling down)"
+            gone = self._name(failed[0][0]) if failed else f"{self.home_region} (cooling down)"
             log.warning(
                 "%s did not answer; reading from the replica in %s, which may lag by a second",
                 gone,
@@ -133,6 +139,6 @@ class Regions:
 
     def _home_down(self, why: str) -> str:
         return (
-            f"the home region {self.home} is unreachable ({why}); writes are not failed over "
+            f"the home region {self.home_region} is unreachable ({why}); writes are not failed over "
             "to replicas, but reads still are"
         )

@@ -1,9 +1,11 @@
 """Operations over a whole service or table: list, export, import, re-encryption and IAM
 policy.
 
-ServiceOperations is given what it needs (the configuration, the store and writer, the AWS
-call wrapper, the clients, and two callbacks of CloudChain's: the key alias check and cache
-invalidation), so it reads on its own; CloudChain composes it and exposes its methods.
+ServiceOperations is given what it needs (the configuration, the regions, whose home place
+holds the store, the AWS call wrapper and the clients, the writer, and two callbacks of
+CloudChain's: the key alias check and cache invalidation), so it reads on its own; CloudChain
+composes it and exposes its methods. Listings and exports fail over as one read each; imports
+and re-encryption use the home region.
 """
 
 from __future__ import annotations
@@ -14,15 +16,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .calls import AwsCalls
-from .clients import Clients
 from .config import Config
 from .errors import CloudChainError, IncompleteImportError
 from .layout import StoredItem
 from .parallel import parallel_map
-from .regions import Regions
+from .regions import Place, Regions
 from .results import Entry, ImportResult, ReencryptResult, Secret, Versioned, secret_value
-from .store import SecretStore, expired
+from .store import expired
 from .validation import (
     check_choice,
     check_comment,
@@ -44,22 +44,18 @@ class ServiceOperations:
     def __init__(
         self,
         config: Config,
-        store: SecretStore,
+        regions: Regions,
         writer: RowWriter,
-        aws: AwsCalls,
-        clients: Clients,
         require_key: Callable[[str], str],
         forget: Callable[[str, str], None],
-        regions: Regions,
     ) -> None:
         self._config = config
-        self._store = store
+        self._regions = regions  # reads fail over through it; writes use its home place
+        self._home = regions.home
+        self._store, self._aws, self._clients = self._home.store, self._home.aws, self._home.clients
         self._writer = writer
-        self._aws = aws
-        self._clients = clients
         self._require_key = require_key
         self._forget = forget
-        self._regions = regions  # what reads go through; writes use the home store
 
     def list(
         self, service: str | None, *, tags: Mapping[str, str] | None, deleted: bool
@@ -70,9 +66,7 @@ class ServiceOperations:
         wanted = check_tags(tags)
         where = f" of service {service}" if service else ""
         rows = self._regions.read(
-            lambda store, aws: aws(
-                f"cannot list secrets{where} in", lambda: store.summaries(service)
-            )
+            f"cannot list secrets{where} in", lambda store: store.summaries(service)
         )
         now = time.time()
         for row in rows:
@@ -88,18 +82,18 @@ class ServiceOperations:
         user, sorted: all from one region (the first that answers)."""
         service = check_service(service)
         wanted = check_tags(tags)
-        return self._regions.read(lambda store, aws: self._export(store, aws, service, wanted))
+        return self._regions.read_place(lambda place: self._export(place, service, wanted))
 
     def _export(
-        self, store: SecretStore, aws: AwsCalls, service: str, wanted: Mapping[str, str]
+        self, place: Place, service: str, wanted: Mapping[str, str]
     ) -> dict[str, Versioned]:
         items = [
             i
-            for i in self._service_items(service, store, aws)
+            for i in self._service_items(service, place)
             if all(i.tags.get(k) == v for k, v in wanted.items())
         ]
         plaintexts = parallel_map(
-            lambda item: self._current_plaintext(item, store, aws), items, self._config.max_workers
+            lambda item: self._current_plaintext(item, place), items, self._config.max_workers
         )
         table = self._config.tablename
         return {
@@ -127,8 +121,10 @@ class ServiceOperations:
             for user, value in mapping.items()
         }
         key = None if dry_run else self._require_key(service)
-        items = [i for i in self._service_items(service) if i.user in entries]
-        current = parallel_map(self._current_plaintext, items, self._config.max_workers)
+        items = [i for i in self._service_items(service, self._home) if i.user in entries]
+        current = parallel_map(
+            lambda item: self._current_plaintext(item, self._home), items, self._config.max_workers
+        )
         existing = {item.user: plaintext for item, (plaintext, _) in zip(items, current)}
         actions = {
             user: "create" if user not in existing
@@ -170,19 +166,17 @@ class ServiceOperations:
             ) from err
         return ImportResult(actions=actions, written=tuple(sorted(written)))
 
-    def _service_items(
-        self, service: str, store: SecretStore | None = None, aws: AwsCalls | None = None
-    ) -> builtins.list[StoredItem]:
-        store, aws = store or self._store, aws or self._aws
-        return aws(f"cannot query service {service} in", lambda: store.service_items(service))
+    @staticmethod
+    def _service_items(service: str, place: Place) -> builtins.list[StoredItem]:
+        return place.run(
+            f"cannot query service {service} in", lambda store: store.service_items(service)
+        )
 
-    def _current_plaintext(
-        self, item: StoredItem, store: SecretStore | None = None, aws: AwsCalls | None = None
-    ) -> tuple[bytes, bool]:
-        store, aws = store or self._store, aws or self._aws
-        return aws(
+    @staticmethod
+    def _current_plaintext(item: StoredItem, place: Place) -> tuple[bytes, bool]:
+        return place.run(
             f"cannot decrypt {item.service}/{item.user} version {item.current.version} in",
-            lambda: store.decrypt(item.service, item.user, item.current),
+            lambda store: store.decrypt(item.service, item.user, item.current),
         )
 
     # -- the whole table -----------------------------------------------------------------------

@@ -388,3 +388,14 @@ def test_the_agent_fails_over_and_counts_it(regions: Regions, tmp_path: Path) ->
     log = agent.log.read_text()
     assert f"{HOME} did not answer; reading from the replica in {WEST}" in log
     assert "v2!" not in log
+
+
+def test_an_error_names_the_home_regions_own_endpoint(emulator: Emulator) -> None:
+    env = {k: v for k, v in emulator.env.items() if k != "CLOUDCHAIN_ENDPOINT_URL"}
+    env["CLOUDCHAIN_ENDPOINT_URL_US_EAST_1"] = emulator.url
+    result = Emulator(emulator.url, env).run("-e", "app", "-u", "x", "--read", "--table", "nope")
+    assert result.code == 1
+    assert result.err.splitlines()[0] == (
+        "cchain: error: cannot read app/x from table 'nope': the table does not exist in "
+        f"region {HOME} at {emulator.url} (ResourceNotFoundException)"
+    )
