@@ -284,6 +284,7 @@ class RowWriter:
     ) -> dict[str, str]:
         """Set and remove tags of a secret without making a version; return its tags."""
         store = self._store
+        unchanged: dict[str, str] = {}  # the tags, when the plan found them already so
 
         def plan(item: layout.StoredItem | None, write_id: str) -> Write[dict[str, str]] | None:
             row = live(item)
@@ -291,13 +292,14 @@ class RowWriter:
                 raise store.not_found(service, user)
             new_tags = merged_tags(row.tags, tags, untag)
             if new_tags == row.tags:
+                unchanged.update(new_tags)
                 return None
             state = replace(self._state(item, row, write_id), tags=new_tags)
             new_item = layout.build_item(service, user, row.current, list(row.history), state)
             return Write(new_item, new_tags)
 
         result = self._write(service, user, plan, "tag")
-        return result if result is not None else store.load(service, user).tags
+        return result if result is not None else unchanged
 
     def reencrypt(self, service: str, user: str, key: str, key_arn: str) -> bool:
         """Move every retained version of a row to key and its current binding, keeping who,

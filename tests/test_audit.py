@@ -132,6 +132,13 @@ def test_tags_change_without_a_version_and_untag_removes(chain: CloudChain) -> N
     assert chain.tags("billing", "alice") == {"owner": "pay"}
 
 
+def test_tags_already_so_cost_one_read_and_no_write(chain: CloudChain, calls: CallCounter) -> None:
+    chain.save("billing", "alice", "a", tags={"env": "prod"})
+    calls.operations.clear()
+    assert chain.set_tags("billing", "alice", {"env": "prod"}, untag=["absent"]) == {"env": "prod"}
+    assert calls.operations == ["GetItem"]
+
+
 @pytest.mark.parametrize(
     ("tags", "message"),
     [
