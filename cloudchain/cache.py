@@ -120,15 +120,22 @@ class SecretCache:
         if entry is None or not entry.lock.acquire(blocking=False):
             return False, None
         try:
-            now = self._clock()
-            if entry.held and now < entry.refresh_at:
-                return True, self._answer(entry, "hits")
-            stale_until = entry.fetched_at + self.ttl + self.stale_if_error
-            if entry.background and entry.value is not None and now < stale_until:
-                return True, self._answer(entry, "stale")
-            return False, None
+            answer = self._ready(entry, self._clock())
+            return (True, self._answer(entry, answer)) if answer else (False, None)
         finally:
             entry.lock.release()
+
+    def _stale_until(self, entry: _Entry) -> float:
+        return entry.fetched_at + self.ttl + self.stale_if_error
+
+    def _ready(self, entry: _Entry, now: float) -> str | None:
+        """How entry answers now without a fetch: "hits" (fresh), "stale" (kept fresh in the
+        background and within its stale window), or None (it must be fetched)."""
+        if entry.held and now < entry.refresh_at:
+            return "hits"
+        if entry.background and entry.value is not None and now < self._stale_until(entry):
+            return "stale"
+        return None
 
     def get(self, key: Hashable, fetch: Callable[[], T]) -> T:
         """Return the cached value for key, calling fetch when it is missing or due a refresh."""
@@ -137,11 +144,10 @@ class SecretCache:
         # thread's fetch instead of making its own; other keys are not held up.
         with entry.lock:
             now = self._clock()
-            if entry.held and now < entry.refresh_at:
-                return self._answer(entry, "hits")  # type: ignore[no-any-return]
-            stale_until = entry.fetched_at + self.ttl + self.stale_if_error
-            if entry.background and entry.value is not None and now < stale_until:
-                return self._answer(entry, "stale")  # type: ignore[no-any-return]
+            answer = self._ready(entry, now)
+            if answer:
+                return self._answer(entry, answer)  # type: ignore[no-any-return]
+            stale_until = self._stale_until(entry)
             self._count("misses")
             try:
                 value = fetch()

@@ -48,11 +48,18 @@ if TYPE_CHECKING:
 
     from .identity import CallerIdentity
     from .service_ops import ServiceOperations
-    from .writer import RowWriter
+    from .writer import RowWriter, Why
 
 
 _DEFAULTS = Config()
 T = TypeVar("T")
+
+
+def _why(action: str, comment: str | None) -> Why:
+    """How and why a write makes its version, its comment checked before any AWS call."""
+    from .writer import Why  # the write side, imported only by a process that writes
+
+    return Why(action, check_comment(comment))
 
 
 class CloudChain:
@@ -250,9 +257,7 @@ class CloudChain:
             check_version(expect_version, minimum=0)
         if history_size is not None:
             check_whole(history_size, "history_size")
-        from .writer import Why
-
-        why = Why("save", check_comment(comment))
+        why = _why("save", comment)
         tags, untag = check_tags(tags), [check_tag_key(k) for k in untag]
         key = self._require_key(service)
         return self._writing(
@@ -306,9 +311,7 @@ class CloudChain:
         """Save version's value of service/user as a new version and return its number."""
         service, user = check_row(service, user)
         check_version(version)
-        from .writer import Why
-
-        why = Why("rollback", check_comment(comment))
+        why = _why("rollback", comment)
         key = self._require_key(service)
 
         def roll() -> int:
@@ -323,9 +326,7 @@ class CloudChain:
         """Delete the secret of service/user, recoverably for recovery_days: reads treat it
         as absent, undelete() restores it, purge() destroys it at once."""
         service, user = check_row(service, user)
-        from .writer import Why
-
-        why = Why("delete", check_comment(comment))
+        why = _why("delete", comment)
         return self._writing(
             f"cannot delete {service}/{user} from",
             service,
@@ -336,9 +337,7 @@ class CloudChain:
     def undelete(self, service: str, user: str, *, comment: str | None = None) -> int:
         """Restore a deleted secret's last value as a new version and return its number."""
         service, user = check_row(service, user)
-        from .writer import Why
-
-        why = Why("undelete", check_comment(comment))
+        why = _why("undelete", comment)
         key = self._require_key(service)
 
         def restore() -> int:

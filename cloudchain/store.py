@@ -57,9 +57,10 @@ class SecretStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def where(self, service: str, user: str) -> str:
-        """Name a row in messages."""
-        return f"{service}/{user} in table '{self.tablename}'"
+    def where(self, service: str, user: str, version: int | None = None) -> str:
+        """Name a row, or one version of it, in messages."""
+        which = f" version {version}" if version is not None else ""
+        return f"{service}/{user}{which} in table '{self.tablename}'"
 
     def not_found(self, service: str, user: str) -> SecretNotFoundError:
         """Return the error for a row that does not exist."""
@@ -126,7 +127,7 @@ class SecretStore:
     ) -> tuple[dict[str, str] | None, bool]:
         """Return the context a version must decrypt under (None: try the legacy contexts) and
         whether it is binary, refusing a version whose binding cannot be trusted."""
-        where = f"{service}/{user} version {stored.version} in table '{self.tablename}'"
+        where = self.where(service, user, stored.version)
         if stored.ciphertext is None:
             raise SecretNotFoundError(f"{where} is the record of a delete and holds no secret")
         if stored.digest is not None and crypto.digest(stored.ciphertext) != stored.digest:
@@ -165,9 +166,7 @@ class SecretStore:
         try:
             return call()
         except IntegrityError as err:
-            raise IntegrityError(
-                f"{service}/{user} version {stored.version} in table '{self.tablename}': {err}"
-            ) from None
+            raise IntegrityError(f"{self.where(service, user, stored.version)}: {err}") from None
 
     def _with_legacy_context(
         self, service: str, user: str, stored: layout.StoredVersion
