@@ -1,4 +1,4 @@
-"""Everything DynamoDB: conditional writes, reads and queries of the items item.py lays out,
+"""Everything DynamoDB: conditional writes, reads and queries of the items layout.py lays out,
 and the table itself. No KMS here.
 """
 

@@ -70,6 +70,15 @@ def utf8_text(data: bytes, what: str) -> str:
         raise ValidationError(f"{what} is not UTF-8 text (byte {err.start})") from None
 
 
+def write_output(output: str | None, text: str, written: str) -> None:
+    """Write a whole rendering to stdout, or with -o to a private file, then saying `written`."""
+    if output:
+        write_private_file(output, text)
+        info(written)
+    else:
+        write_stdout(text)
+
+
 def write_private_file(path: str, data: str | bytes) -> None:
     """Write data to path so that only its owner can read it (see the module docstring)."""
     payload = data.encode("utf-8") if isinstance(data, str) else data

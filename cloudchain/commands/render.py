@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .io import info, read_file, utf8_text, write_private_file, write_stdout
+from .io import read_file, utf8_text, write_output, write_stdout
 from .spec import EXIT_OK, Action, Invocation, Section
 
 # Far more than any configuration file a template renders.
@@ -23,11 +23,7 @@ def render_template(inv: Invocation) -> int:
         write_stdout("".join(f"{line}\n" for line in lines))
         return EXIT_OK
     text = render(inv.chain, source, name)  # whole before any of it is written
-    if args.output:
-        write_private_file(args.output, text)
-        info(f"rendered {name} to {args.output}")
-    else:
-        write_stdout(text)
+    write_output(args.output, text, f"rendered {name} to {args.output}")
     return EXIT_OK
 
 

@@ -20,7 +20,7 @@ from ..envfile import (
 )
 from ..errors import CloudChainError, IncompleteImportError
 from ..validation import shown
-from .io import info, read_file, utf8_text, warn, write_private_file, write_stdout
+from .io import info, read_file, utf8_text, warn, write_output, write_stdout
 from .secrets import tags_of
 from .spec import (
     EXIT_CANNOT_EXECUTE,
@@ -55,11 +55,8 @@ def export(inv: Invocation) -> int:
     secrets = inv.export(args.service, tags_of(args.tag))
     names = {} if fmt == "json" else _variables(inv, secrets)
     text = render(fmt, secrets, names)  # fully rendered before any output: no partial export
-    if args.output:
-        write_private_file(args.output, text)
-        info(f"exported {len(secrets)} secrets of {args.service} to {args.output}")
-    else:
-        write_stdout(text)
+    written = f"exported {len(secrets)} secrets of {args.service} to {args.output}"
+    write_output(args.output, text, written)
     return EXIT_OK
 
 
