@@ -388,11 +388,18 @@ def explain_config(
     found = resolve_sources(layers)
     from_env_regions = region_endpoints_in(environ)
     for name in REGION_ENDPOINTS:  # per region: a flag's beats the environment's, the file's
-        merged = {
-            **from_file.get(name, {}),
-            **from_env_regions[name],
-            **(overrides.get(name) or {}),
-        }
+        merged: dict[str, str] = {}
+        for source, endpoints in (
+            (str(file_path), from_file.get(name, {})),
+            ("environment", from_env_regions[name]),
+            ("flag", overrides.get(name) or {}),
+        ):
+            for region in endpoints:
+                try:
+                    check_region(region)
+                except ValueError as err:
+                    raise CloudChainConfigError(f"invalid {name} from {source}: {err}") from None
+            merged.update(endpoints)
         if merged:
             found[name] = (merged, "merged")
     extra = {

@@ -79,6 +79,16 @@ def test_a_bad_region_name_is_a_config_error_naming_its_source(clean_env: Path) 
         load_config()
 
 
+def test_a_stray_per_region_variable_is_a_config_error_naming_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLOUDCHAIN_ENDPOINT_URL_BACKUP", "http://127.0.0.1:1")
+    with pytest.raises(
+        CloudChainConfigError, match=r"^invalid region_endpoints from environment: 'backup'"
+    ):
+        load_config()
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
