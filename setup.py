@@ -62,7 +62,7 @@ setup(
         "console_scripts": [
             "cchain = cloudchain.cli:run",
             "cchain-local = cloudchain.local:main",
-            "cchain-agent = cloudchain.agent.server:main",
+            "cchain-agent = cloudchain.agent.main:main",
         ]
     },
     classifiers=[

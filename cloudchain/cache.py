@@ -56,7 +56,9 @@ class SecretCache:
     """A thread-safe TTL cache of at most max_entries entries, least recently used evicted
     first; concurrent misses for one key cause a single fetch.
 
-    miss_ttl > 0 holds a SecretNotFoundError that long, as an entry like any other.
+    miss_ttl > 0 holds a SecretNotFoundError that long, as an entry like any other. Entries
+    put with background=True (the agent's prefetch) are pinned: they sit outside the bound,
+    so no stream of lookups can evict them, and leave only when invalidated.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class SecretCache:
         self.stats = CacheStats()
         self._clock = clock
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._pinned: dict[Hashable, _Entry] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -84,10 +87,13 @@ class SecretCache:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._entries)
+            return len(self._entries) + len(self._pinned)
 
     def _entry(self, key: Hashable) -> _Entry:
         with self._lock:
+            pinned = self._pinned.get(key)
+            if pinned is not None:
+                return pinned
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = _Entry()
@@ -114,8 +120,8 @@ class SecretCache:
         (False, None); never waits, not even for a fetch under way (a cached miss raises
         SecretNotFoundError)."""
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
+            entry = self._pinned.get(key) or self._entries.get(key)
+            if key in self._entries:
                 self._entries.move_to_end(key)
         if entry is None or not entry.lock.acquire(blocking=False):
             return False, None
@@ -182,8 +188,13 @@ class SecretCache:
         entry.refresh_at = now + ttl * (1 - JITTER * random.random())
 
     def put(self, key: Hashable, value: Any, *, background: bool = False) -> None:
-        """Store a value fetched elsewhere; background: kept fresh by its caller."""
-        entry = self._entry(key)
+        """Store a value fetched elsewhere; background: kept fresh by its caller, and pinned."""
+        if background:
+            with self._lock:
+                entry = self._pinned.get(key) or self._entries.pop(key, None) or _Entry()
+                self._pinned[key] = entry
+        else:
+            entry = self._entry(key)
         with entry.lock:
             self._hold(entry, value, None, self._clock(), self.ttl)
             entry.background = background
@@ -196,10 +207,13 @@ class SecretCache:
     def invalidate(self, match: Callable[[Hashable], bool]) -> int:
         """Forget every entry whose key matches; return how many."""
         with self._lock:
-            keys = [k for k in self._entries if match(k)]
-            for key in keys:
-                del self._entries[key]
-        return len(keys)
+            count = 0
+            for entries in (self._entries, self._pinned):
+                keys = [k for k in entries if match(k)]
+                for key in keys:
+                    del entries[key]
+                count += len(keys)
+        return count
 
     def forget_row(self, tablename: str, service: str, user: str) -> None:
         """Forget every cached version of one row: a save changes "latest", a delete all."""

@@ -1,5 +1,5 @@
 """Run the agent as `python -m cloudchain.agent`."""
 
-from .server import main
+from .main import main
 
 raise SystemExit(main())

@@ -6,7 +6,11 @@
 - While AWS fails (unreachable, throttling, 5xx), an expired value is served for up to
   stale_if_error seconds more; an authoritative answer (not found, access denied) never is.
 - A prefetched service is loaded at start and refreshed in the background at half its TTL, so
-  a read of it never waits for AWS.
+  a read of it never waits for AWS. Its entries are pinned outside the cache's bound. A
+  reload that succeeds is the truth: a user it no longer returns is forgotten at once (the
+  next read asks AWS, which says not found). A reload that AWS refuses outright (access
+  denied, a disabled key) forgets the whole service, so nothing stale outlives the refusal;
+  only a reload that could not reach AWS leaves the old values to be served stale.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..cache import SecretCache
-from ..errors import CloudChainError, SecretNotFoundError, ValidationError
+from ..errors import CloudChainError, EndpointError, SecretNotFoundError, ValidationError
 from ..results import Versioned
 from ..validation import check_row, check_service, check_tags, check_version
 
@@ -119,12 +123,30 @@ class CachedSecrets:
         return self.cache.invalidate(match)
 
     def load(self, service: str) -> None:
-        """Fetch a whole service and store it, and each of its secrets, as kept fresh here."""
+        """Fetch a whole service and store it, and each of its secrets, as kept fresh here;
+        forget every cached secret of the service that the answer no longer has."""
         found = self._fetching(lambda: self.chain.export_versioned(service))
         self.cache.put(("service", service, ()), found, background=True)
         for user, versioned in found.items():
             self.cache.put(("secret", service, user, None), versioned, background=True)
+
+        def gone(key: Hashable) -> bool:
+            return isinstance(key, tuple) and key[:2] == ("secret", service) and key[2] not in found
+
+        self.cache.invalidate(gone)
         self.counters.add("refreshes")
+
+    def _reload(self, service: str) -> None:
+        """One background reload: on an AWS outage keep what is held (served stale); on an
+        authoritative refusal forget the service, so reads meet the refusal too."""
+        try:
+            self.load(service)
+        except EndpointError as err:
+            log.warning("cannot refresh prefetched service %s: %s", service, err)
+        except CloudChainError as err:
+            dropped = self.refresh(service)
+            log.warning("prefetched service %s refused (%s): %d cached entries dropped",
+                        service, err, dropped)  # fmt: skip
 
     def start(self) -> None:
         """Load every prefetched service, then keep them fresh in the background."""
@@ -139,10 +161,7 @@ class CachedSecrets:
     def _refresh_ahead(self) -> None:
         while not self._stop.wait(self.cache.ttl * random.uniform(0.45, 0.55)):
             for service in self.prefetch:
-                try:
-                    self.load(service)
-                except CloudChainError as err:  # served stale meanwhile; next round tries again
-                    log.warning("cannot refresh prefetched service %s: %s", service, err)
+                self._reload(service)
 
     def stop(self) -> None:
         """Stop refreshing."""

@@ -15,10 +15,12 @@ import base64
 import json
 import os
 import socket
+import time
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlparse
 
 from .. import errors
+from ..validation import shown
 
 AGENT_ENV = "CLOUDCHAIN_AGENT"
 TOKEN_ENV = "CLOUDCHAIN_AGENT_TOKEN"
@@ -44,37 +46,83 @@ ERRORS: dict[str, type[errors.CloudChainError]] = {
 
 
 class AgentUnavailable(Exception):
-    """The agent could not be reached or cannot serve this request: go to AWS directly."""
+    """The agent could not be reached, cannot serve this request, or could not show it is the
+    real agent: go to AWS directly."""
 
 
 # The largest answer read: a whole service's export, with room for its headers.
 MAX_ANSWER = 64 * 1024 * 1024
+MAX_HEAD = 64 * 1024
 
 
-def _parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Split an HTTP/1.1 answer into its status, headers and body."""
-    head, separator, body = answer.partition(b"\r\n\r\n")
-    if not separator:
-        raise ValueError("the answer ended before its headers did")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
+class _Answer:
+    """One answer, parsed strictly: anything off is a ValueError, never a guess."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+def _receive(sock: socket.socket, deadline: float) -> _Answer:
+    """Read one whole answer before the deadline (for the whole answer, not each recv, so an
+    agent dripping a byte at a time is abandoned as surely as a silent one)."""
+    buffer = bytearray()
+
+    def more() -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the agent took too long to answer")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise TimeoutError("the agent took too long to answer") from None
+        if not chunk:
+            raise ValueError("the answer ended early")
+        buffer.extend(chunk)
+
+    while (end := buffer.find(b"\r\n\r\n")) < 0:
+        if len(buffer) > MAX_HEAD:
+            raise ValueError("the answer's head is too long")
+        more()
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or rest[3:4] not in ("", " "):
+        raise ValueError("a malformed status line")
+    headers: dict[str, str] = {}
     for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", len(body)))
-    if len(body) < length:
-        raise ValueError("the answer ended before its body did")
-    return status, headers, body[:length]
+        name, colon, value = line.partition(":")
+        name = name.lower()
+        if not colon or name != name.strip() or name in headers:
+            raise ValueError("a malformed or repeated header")
+        headers[name] = value.strip()
+    length = headers.get("content-length", "")
+    if not length.isdigit() or int(length) > MAX_ANSWER:
+        raise ValueError("a missing or impossible Content-Length")
+    del buffer[: end + 4]
+    while len(buffer) < int(length):
+        more()
+    if len(buffer) != int(length):
+        raise ValueError("more than the Content-Length was sent")
+    return _Answer(int(code), headers, bytes(buffer))
 
 
 class AgentClient:
     """Talks to one agent."""
 
-    def __init__(self, address: str, token: str | None = None, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self,
+        address: str,
+        token: str | None = None,
+        timeout: float = TIMEOUT,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.address = address
         self._token = token
         self._timeout = timeout
+        self._environ = os.environ if environ is None else environ
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> AgentClient | None:
@@ -83,68 +131,116 @@ class AgentClient:
         address = environ.get(AGENT_ENV, "").strip()
         if not address:
             return None
-        token = environ.get(TOKEN_ENV) or None
+        token = environ.get(TOKEN_ENV, "").strip() or None
         token_file = environ.get(TOKEN_FILE_ENV)
         if token is None and token_file:
             try:
                 with open(token_file, encoding="utf-8") as handle:
-                    token = handle.read().strip()
-            except OSError as err:
-                raise AgentUnavailable(
-                    f"cannot read the agent token {token_file}: {err.strerror}"
-                ) from None
-        return cls(address, token)
+                    token = handle.read(4097).strip() or None
+            except (OSError, UnicodeDecodeError) as err:
+                why = getattr(err, "strerror", None) or "not a token"
+                raise AgentUnavailable(f"cannot read the agent token {token_file}: {why}") from None
+        return cls(address, token, environ=environ)
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, deadline: float) -> tuple[socket.socket, str | None]:
+        """A connected socket, and the token to prove ourselves with (TCP), or refuse."""
         if self.address.startswith("unix:"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self._timeout)
+            from .trust import Untrusted, check_peer, check_socket_path, trusted_uids
+
+            path = self.address[len("unix:") :]
             try:
-                sock.connect(self.address[len("unix:") :])
+                trusted = trusted_uids(self._environ)
+                check_socket_path(path, trusted)
+            except Untrusted as why:
+                raise AgentUnavailable(f"refusing the agent socket: {why}") from None
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                sock.connect(path)
+                check_peer(sock, trusted)
+            except Untrusted as why:
+                sock.close()
+                raise AgentUnavailable(f"refusing the agent socket: {why}") from None
             except OSError:
                 sock.close()
                 raise
-            return sock
+            return sock, None
         url = urlparse(self.address if "://" in self.address else f"http://{self.address}")
         if url.scheme != "http" or not url.hostname:
             raise AgentUnavailable(
                 f"{AGENT_ENV}={self.address!r} is not unix:PATH or http://HOST:PORT"
             )
-        return socket.create_connection((url.hostname, url.port or 80), self._timeout)
+        if not self._token:
+            raise AgentUnavailable(f"no token for the agent at {self.address}: set "
+                                   f"{TOKEN_FILE_ENV} or {TOKEN_ENV}")  # fmt: skip
+        left = max(deadline - time.monotonic(), 0.001)
+        return socket.create_connection((url.hostname, url.port or 80), left), self._token
 
     def request(
         self, method: str, path: str, query: list[tuple[str, str]]
     ) -> tuple[bytes, dict[str, str]]:
         """Send one request; return the body and headers of a 200, raise the CloudChainError
-        for an error answer, or AgentUnavailable when there is no usable answer."""
+        for an error answer, or AgentUnavailable when there is no answer we can believe."""
         target = path + ("?" + urlencode(query) if query else "")
-        lines = [f"{method} {target} HTTP/1.1", "Host: localhost", "Connection: close",
-                 "Content-Length: 0"]  # fmt: skip
-        if self._token:
-            lines.append(f"{TOKEN_HEADER}: {self._token}")
+        deadline = time.monotonic() + self._timeout
         try:
-            with self._connect() as sock:
-                sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
-                chunks, size = [], 0
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > MAX_ANSWER:
-                        raise ValueError("the answer is too large")
-            status, headers, body = _parse(b"".join(chunks))
-        except (OSError, ValueError, IndexError) as err:
-            raise AgentUnavailable(f"cannot reach the agent at {self.address} ({err})") from None
-        if status == 200:
-            return body, headers
+            sock, token = self._connect(deadline)
+            with sock:
+                answer = self._exchange(sock, method, target, token, deadline)
+        except (OSError, ValueError) as err:
+            why = err if str(err) else type(err).__name__
+            raise AgentUnavailable(f"cannot reach the agent at {self.address} ({why})") from None
+        if answer.status == 200:
+            return answer.body, answer.headers
         try:
-            problem = json.loads(body)
+            problem = json.loads(answer.body)
             code, message, hint = problem["code"], problem["error"], problem.get("hint")
+            if not isinstance(message, str) or not isinstance(hint, (str, type(None))):
+                raise TypeError
         except (ValueError, KeyError, TypeError):
-            raise AgentUnavailable(f"the agent answered {status}") from None
-        error = ERRORS.get(code)
+            raise AgentUnavailable(f"the agent answered {answer.status}") from None
+        error = ERRORS.get(code) if isinstance(code, str) else None
         if error is None:  # forbidden, no such path: this agent cannot serve us
-            raise AgentUnavailable(f"the agent answered {status}: {message}")
+            raise AgentUnavailable(f"the agent answered {answer.status}: {shown(message)}")
         raise error(message, hint=hint)
+
+    def _exchange(
+        self, sock: socket.socket, method: str, target: str, token: str | None, deadline: float
+    ) -> _Answer:
+        """One request on a connected socket: with a challenge first when there is a token,
+        and the answer's proof checked, so an impostor's answer is never believed."""
+        head = [f"{method} {target} HTTP/1.1", f"Host: {self._host()}", "Content-Length: 0"]
+        if token is None:
+            sock.sendall(_request_bytes([*head, "Connection: close"]))
+            return _receive(sock, deadline)
+        from . import proof
+
+        sock.sendall(_request_bytes([f"GET {proof.CHALLENGE_PATH} HTTP/1.1",
+                                     f"Host: {self._host()}", "Content-Length: 0"]))  # fmt: skip
+        issued = _receive(sock, deadline)
+        try:
+            challenge = json.loads(issued.body)["challenge"] if issued.status == 200 else None
+        except (ValueError, KeyError, TypeError):
+            challenge = None
+        if not isinstance(challenge, str) or not challenge.isalnum() or len(challenge) > 128:
+            raise ValueError("no usable challenge")
+        mine = proof.nonce()
+        mac = proof.request_mac(token, challenge, mine, method, target)
+        sock.sendall(_request_bytes([*head, "Connection: close",
+                                     f"{proof.AUTH_HEADER}: {challenge} {mine} {mac}"]))  # fmt: skip
+        answer = _receive(sock, deadline)
+        expected = proof.answer_mac(
+            token, mine, challenge, answer.status, answer.headers.get("content-type", ""),
+            answer.headers.get(VERSION_HEADER.lower(), ""), answer.body,
+        )  # fmt: skip
+        if not proof.same(answer.headers.get(proof.PROOF_HEADER.lower(), ""), expected):
+            raise ValueError("its answer carries no valid proof: not the agent, or a wrong token")
+        return answer
+
+    def _host(self) -> str:
+        if self.address.startswith("unix:"):
+            return "localhost"
+        return urlparse(self.address if "://" in self.address else f"http://{self.address}").netloc
 
     def read(self, service: str, user: str, version: int | None = None) -> tuple[str | bytes, int]:
         """Return a secret (bytes if saved as bytes) and its version number."""
@@ -152,20 +248,27 @@ class AgentClient:
         if version is not None:
             query.append(("version", str(version)))
         body, headers = self.request("GET", "/v1/secret", query)
-        number = int(headers.get(VERSION_HEADER.lower(), "0"))
-        if headers.get("content-type", "").startswith("application/octet-stream"):
-            return body, number
-        return body.decode("utf-8"), number
+        number = headers.get(VERSION_HEADER.lower(), "")
+        kind = headers.get("content-type", "")
+        if not number.isdigit():
+            raise AgentUnavailable("the agent's answer has no valid version")
+        if kind.startswith("application/octet-stream"):
+            return body, int(number)
+        try:
+            return body.decode("utf-8"), int(number)
+        except UnicodeDecodeError:
+            raise AgentUnavailable("the agent's answer is not UTF-8 text") from None
 
     def export(self, service: str, tags: Mapping[str, str] | None = None) -> dict[str, str | bytes]:
         """Return every current secret of service (with all of tags), as export() does."""
         query = [("service", service), ("format", "json")]
         query += [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
         body, _ = self.request("GET", "/v1/service", query)
-        return {
-            user: base64.b64decode(value["base64"]) if isinstance(value, dict) else value
-            for user, value in json.loads(body).items()
-        }
+        try:
+            found = json.loads(body)
+            return {user: _value(value) for user, value in found.items()}
+        except (ValueError, TypeError, AttributeError, KeyError):
+            raise AgentUnavailable("the agent's answer is not a service export") from None
 
     def refresh(self, service: str, user: str | None = None) -> None:
         """Drop what the agent holds of service (or of one of its users)."""
@@ -173,7 +276,26 @@ class AgentClient:
         self.request("POST", "/v1/refresh", query)
 
     def health(self) -> dict[str, str]:
-        """The agent's /healthz answer."""
+        """The agent's /healthz answer, proven over TCP like any other: a wrong token or an
+        impostor is AgentUnavailable here, not a healthy agent."""
         body, _ = self.request("GET", "/healthz", [])
-        result: dict[str, str] = json.loads(body)
-        return result
+        try:
+            result = json.loads(body)
+            if not isinstance(result, dict):
+                raise TypeError
+        except (ValueError, TypeError):
+            raise AgentUnavailable("the agent's health answer is not JSON") from None
+        return {str(k): str(v) for k, v in result.items()}
+
+
+def _request_bytes(lines: list[str]) -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def _value(value: object) -> str | bytes:
+    """One exported value: text, or {"base64": ...} for bytes; anything else is refused."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("base64"), str):
+        return base64.b64decode(value["base64"], validate=True)
+    raise TypeError("not a value")

@@ -2,8 +2,10 @@
 
 - A unix socket by default: $XDG_RUNTIME_DIR/cloudchain/agent.sock, else
   ~/.cache/cloudchain/agent.sock, mode 0600 in a directory of mode 0700, so file permissions
-  decide who may read secrets. A stale socket file (nobody answers) is replaced; a live one is
-  another agent, and this one refuses to start.
+  decide who may read secrets. The directory is made 0700 if missing; an existing one must
+  already be ours and 0700, and is never followed through a link or chmodded. Only a socket
+  at the path is ever replaced, and only a stale one (nobody answers); a live one is another
+  agent, and this one refuses to start.
 - Or TCP on a loopback address only, where every request but /healthz must carry the token.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 import socket
 import stat
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ from pathlib import Path
 from ..errors import CloudChainConfigError, ValidationError
 
 SOCKET_NAME = "agent.sock"
-TOKEN_NAME = "agent.token"
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,10 @@ def parse_listen(value: str | None, environ: dict[str, str] | os._Environ[str]) 
     if not value:
         return Address(path=runtime_dir(environ) / SOCKET_NAME)
     if value.startswith("unix:"):
-        return Address(path=Path(value[len("unix:") :]).expanduser())
+        path = value[len("unix:") :]
+        if not path:
+            raise ValidationError("--listen unix: needs a path, such as unix:/run/app/agent.sock")
+        return Address(path=Path(path).expanduser().absolute())
     host, colon, port = value.rpartition(":")
     host = host.strip("[]")
     try:
@@ -67,19 +70,51 @@ def parse_listen(value: str | None, environ: dict[str, str] | os._Environ[str]) 
 
 
 def private_dir(folder: Path) -> None:
-    """Make folder (and its parents) exist; make it 0700 and owned by us, or refuse."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = folder.stat()
+    """Make folder exist as a directory of ours, mode 0700, or refuse: never follow a link,
+    never chmod or chown what we did not just create (systemd's RuntimeDirectory, OpenSSH's
+    StrictModes)."""
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass  # made meanwhile: judged below like any other
+        else:  # the umask may have narrowed it; an fd, so a link swapped in is not followed
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(fd, 0o700)
+            finally:
+                os.close(fd)
+        info = os.lstat(folder)
+    if stat.S_ISLNK(info.st_mode):
+        raise CloudChainConfigError(f"{folder} is a symbolic link; the agent will not use it",
+                                    hint="give --listen a directory of your own")  # fmt: skip
+    if not stat.S_ISDIR(info.st_mode):
+        raise CloudChainConfigError(f"{folder} is not a directory; the agent will not use it")
     if info.st_uid != os.getuid():
-        raise CloudChainConfigError(f"{folder} belongs to another user; the agent will not use it")
+        raise CloudChainConfigError(f"{folder} belongs to uid {info.st_uid}, not to the "
+                                    "agent's; the agent will not use it")  # fmt: skip
     if stat.S_IMODE(info.st_mode) != 0o700:
-        folder.chmod(0o700)
+        raise CloudChainConfigError(
+            f"{folder} has mode {stat.S_IMODE(info.st_mode):04o}; the agent needs a private "
+            "directory (0700) and will not change one it did not create",
+            hint=f"chmod 700 {folder}, or give --listen another directory",
+        )
 
 
 def bind_unix(path: Path) -> socket.socket:
-    """Bind a listening unix socket at path, mode 0600, replacing a stale one."""
+    """Bind a listening unix socket at path, mode 0600, replacing only a stale socket."""
     private_dir(path.parent)
-    if path.exists() or path.is_symlink():
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None:
+        if not stat.S_ISSOCK(info.st_mode):
+            raise CloudChainConfigError(f"{path} exists and is not a socket; the agent will "
+                                        "not replace it")  # fmt: skip
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(str(path))
@@ -98,7 +133,6 @@ def bind_unix(path: Path) -> socket.socket:
         sock.bind(str(path))
     finally:
         os.umask(old)
-    path.chmod(0o600)
     return sock
 
 
@@ -109,30 +143,3 @@ def bind_tcp(address: Address) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((address.host, address.port))
     return sock
-
-
-def load_token(
-    token_file: str | None, environ: dict[str, str] | os._Environ[str]
-) -> tuple[str, Path | None]:
-    """The TCP token, from --token-file, CLOUDCHAIN_AGENT_TOKEN, or else 32 new random bytes
-    written (as hex) to a new 0600 file; return it and the file it is in, if any."""
-    if token_file:
-        try:
-            token = Path(token_file).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise CloudChainConfigError(
-                f"cannot read --token-file {token_file}: {err.strerror}"
-            ) from None
-        if len(token) < 16:
-            raise CloudChainConfigError(f"the token in {token_file} is shorter than 16 characters")
-        return token, Path(token_file)
-    if environ.get("CLOUDCHAIN_AGENT_TOKEN"):
-        return environ["CLOUDCHAIN_AGENT_TOKEN"].strip(), None
-    path = runtime_dir(environ) / TOKEN_NAME
-    private_dir(path.parent)
-    token = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(token + "\n")
-    return token, path

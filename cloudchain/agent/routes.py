@@ -56,13 +56,21 @@ def problem_for(err: CloudChainError) -> Problem:
 
 
 class Answer:
-    """A 200: its body, content type and extra headers."""
+    """An answer: its body, content type, extra headers, and the code of an error."""
 
-    def __init__(self, body: bytes, content_type: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
         self.body, self.content_type, self.headers = body, content_type, headers or {}
+        self.code = code  # an error answer's code
 
 
-def _json(data: Any) -> Answer:
+def json_answer(data: Any) -> Answer:
+    """A 200 with a JSON body."""
     return Answer(json.dumps(data, ensure_ascii=False).encode(), "application/json")
 
 
@@ -137,10 +145,10 @@ class Agent:
     def refresh(self, params: Params) -> Answer:
         service = str(self._one(params, "service"))
         user = self._one(params, "user", required=False)
-        return _json({"dropped": self.cached.refresh(service, user)})
+        return json_answer({"dropped": self.cached.refresh(service, user)})
 
     def health(self, params: Params) -> Answer:
-        return _json({"status": "ok"})
+        return json_answer({"status": "ok"})
 
     def metrics(self, params: Params) -> Answer:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

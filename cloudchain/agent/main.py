@@ -1,0 +1,163 @@
+"""cchain-agent's command line: its flags, its start-up checks, and its run until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .._version import __version__
+from ..commands.spec import CONFIG_FLAGS, CONFIGURATION
+from ..errors import CloudChainError, ValidationError
+from ..validation import shown
+from .listen import Address, bind_tcp, bind_unix, parse_listen
+from .server import AgentServer, serve
+
+PROG = "cchain-agent"
+log = logging.getLogger("cloudchain.agent")
+
+
+class _Escaped(logging.Formatter):
+    """Every log line on one line of printable text: a request path or a stored name with
+    ESC, BEL or a newline in it is written as escapes, never raw to the operator's terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for cchain-agent: its own flags and cchain's configuration."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Serve secrets to this machine from a cache: a unix socket by default, or "
+        "loopback TCP with a token. It reads, and never writes.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    own = parser.add_argument_group("agent")
+    own.add_argument("--listen", metavar="ADDRESS", help="unix:PATH (default "
+                     "$XDG_RUNTIME_DIR/cloudchain/agent.sock) or 127.0.0.1:PORT")  # fmt: skip
+    own.add_argument("--token-file", metavar="FILE", help="TCP: the token, else "
+                     "CLOUDCHAIN_AGENT_TOKEN, else a new one in a 0600 file")  # fmt: skip
+    own.add_argument("--allow-loose-token-file", action="store_true", help="use a --token-file "
+                     "that group or others may read, with a warning")  # fmt: skip
+    own.add_argument("--ttl", type=float, default=300.0, metavar="S", help="seconds a value is "
+                     "served from the cache (default 300)")  # fmt: skip
+    own.add_argument("--stale-if-error", type=float, default=3600.0, metavar="S",
+                     help="seconds past its TTL a value is still served while AWS fails "
+                     "(default 3600)")  # fmt: skip
+    own.add_argument("--max-entries", type=int, default=1000, metavar="N", help="entries held "
+                     "for lookups, least recently used dropped first; prefetched services are "
+                     "pinned outside this bound (default 1000)")  # fmt: skip
+    own.add_argument("--max-connections", type=int, metavar="N", help="connections open at "
+                     "once, the longest idle closed first past it (default 1024, or less to "
+                     "stay below the open-file limit)")  # fmt: skip
+    own.add_argument("--prefetch", action="append", default=[], metavar="SERVICE",
+                     help="load SERVICE at start and keep it fresh (repeatable)")  # fmt: skip
+    own.add_argument("--debug", action="store_true", help="debug log (never a secret)")
+    group = parser.add_argument_group(CONFIGURATION.title)
+    for option in CONFIGURATION.options:
+        group.add_argument(*option.flags, help=option.help, **option.kwargs)
+    return parser
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name, value in (("--ttl", args.ttl), ("--stale-if-error", args.stale_if_error)):
+        if not value >= 0:
+            raise ValidationError(f"{name} must be 0 or more seconds")
+    if args.max_entries < 1:
+        raise ValidationError("--max-entries must be at least 1")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the agent until SIGTERM or SIGINT; return the exit code."""
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Escaped(f"{PROG}: %(message)s"))
+    logging.basicConfig(handlers=[handler], level=logging.WARNING)
+    logging.getLogger("cloudchain").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    try:
+        import prometheus_client  # noqa: F401 - only to fail early without the extra
+    except ImportError:
+        print(f"{PROG}: error: the agent needs cloudchain[agent]: "
+              "pip install 'cloudchain[agent]'", file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        return _run(args)
+    except CloudChainError as err:
+        print(f"{PROG}: error: {shown(str(err))}", file=sys.stderr)
+        if err.hint:
+            print(f"{PROG}: hint: {shown(err.hint)}", file=sys.stderr)
+        return 2 if isinstance(err, ValidationError) else 1
+    except OSError as err:
+        print(f"{PROG}: error: {shown(str(err.strerror or err))}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..chain import CloudChain
+    from .cached import CachedSecrets
+    from .connections import connection_cap
+    from .routes import Agent
+    from .token import load_token
+
+    _check(args)
+    cap = connection_cap(args.max_connections)
+    address = parse_listen(args.listen, os.environ)
+    token, token_file = (
+        (None, None)
+        if address.path
+        else load_token(args.token_file, os.environ, args.allow_loose_token_file)
+    )
+    overrides = {field: getattr(args, flag) for flag, field in CONFIG_FLAGS.items()}
+    chain = CloudChain.from_config(args.config, **{**overrides, "cache_ttl": 0})
+    cached = CachedSecrets(chain, ttl=args.ttl, stale_if_error=args.stale_if_error,
+                           max_entries=args.max_entries, prefetch=args.prefetch)  # fmt: skip
+    sock = bind_unix(address.path) if address.path else bind_tcp(address)
+    bound = os.lstat(address.path) if address.path else None
+    try:
+        cached.start()  # prefetch before answering: a prefetched read never waits
+        if address.port == 0 and not address.path:
+            address = Address(host=address.host, port=int(sock.getsockname()[1]))
+        server = AgentServer(Agent(cached, token), chain.config.max_workers, address, cap)
+
+        def ready() -> None:
+            print(f"export CLOUDCHAIN_AGENT={address}", flush=True)
+            if token_file is not None:
+                print(f"export CLOUDCHAIN_AGENT_TOKEN_FILE={token_file}", flush=True)
+            log.warning("serving table '%s' on %s%s", chain.config.tablename, address,
+                        f"; token in {token_file}" if token_file else "")  # fmt: skip
+
+        asyncio.run(_until_signal(server, sock, address, ready))
+    finally:
+        cached.stop()
+        sock.close()
+        if address.path is not None and bound is not None:
+            _remove_own_socket(address.path, bound)
+    log.warning("stopped")
+    return 0
+
+
+def _remove_own_socket(path: Path, bound: os.stat_result) -> None:
+    """Remove the socket this agent bound, and nothing that has taken its place."""
+    try:
+        now = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
+        path.unlink(missing_ok=True)
+
+
+async def _until_signal(
+    server: AgentServer, sock: socket.socket, address: Address, ready: Callable[[], None]
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(server, sock, address, ready, stop)

@@ -1,0 +1,296 @@
+"""The agent on the wire, end to end: the client never believes an impostor or a garbled
+answer, and the server is not smuggled past, misdirected or flooded. Raw sockets on loopback,
+real cchain-agent and cchain processes, a throwaway second user for the impostors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import BIN, Emulator, free_port, running_agent, wait_for_text
+from users import as_user, other_user
+
+from cloudchain import CloudChain
+
+pytestmark = pytest.mark.e2e
+FAKE = Path(__file__).with_name("fake_agent.py")
+READ = ("-u", "alice", "-e", "billing", "--read")
+
+
+@pytest.fixture
+def seeded(emulator: Emulator) -> Emulator:
+    CloudChain(endpoint_url=emulator.url, keyalias="alias/test").save("billing", "alice", "real")
+    return emulator
+
+
+def _answer(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
+    head = [f"HTTP/1.1 {status}", *headers]
+    if not any(h.lower().startswith("content-length") for h in headers):
+        head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+@contextlib.contextmanager
+def fake_agent(
+    listen: str, answer: bytes, folder: Path, *, user: tuple[int, int] | None = None,
+    drip: float = 0.0,
+) -> Iterator[Path]:  # fmt: skip
+    """Run fake_agent.py (as user, if given); yield the file it records requests to."""
+    answer_file, record, out = folder / "answer", folder / "record", folder / "fake.out"
+    script = folder / "fake_agent.py"
+    shutil.copy(FAKE, script)
+    answer_file.write_bytes(answer)
+    record.touch()
+    for path, mode in ((script, 0o755), (answer_file, 0o644), (record, 0o666)):
+        path.chmod(mode)  # readable (and the record writable) by the other user too
+    argv = [sys.executable, str(script), listen, str(answer_file), str(record)]
+    if drip:
+        argv += ["--drip", str(drip)]
+    if user:
+        argv = as_user(*user, *argv)
+    with out.open("wb") as stdout:
+        process = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.STDOUT)
+    try:
+        wait_for_text(out, "ready", process)
+        yield record
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _one_warning_then_the_real_value(result) -> str:  # type: ignore[no-untyped-def]
+    assert (result.code, result.out) == (0, "real\n"), result.err
+    (warning,) = result.err.splitlines()
+    assert warning.startswith("cchain: warning: ") and "directly" in warning
+    assert "Traceback" not in result.err
+    return warning
+
+
+# -- 3. the client never talks to an impostor --------------------------------------------------
+
+
+def test_a_unix_socket_of_another_user_is_refused_before_anything_is_sent(
+    seeded: Emulator,
+) -> None:
+    with other_user() as (uid, gid, home):
+        folder = home / "agent"
+        folder.mkdir(mode=0o700)
+        os.chown(folder, uid, gid)
+        path = folder / "agent.sock"
+        with fake_agent(f"unix:{path}", _answer(b"stolen", "X-Cloudchain-Version: 1",
+                        "Content-Type: text/plain"), home, user=(uid, gid)) as record:  # fmt: skip
+            folder.chmod(0o755)  # even where we may connect
+            result = seeded.run(*READ, env={"CLOUDCHAIN_AGENT": f"unix:{path}"})
+            warning = _one_warning_then_the_real_value(result)
+            assert f"uid {uid}" in warning
+            assert record.read_bytes() == b""  # refused before a byte was sent
+            # An agent run as that user on purpose is trusted when named.
+            named = seeded.run(*READ, env={"CLOUDCHAIN_AGENT": f"unix:{path}",
+                                           "CLOUDCHAIN_AGENT_UID": str(uid)})  # fmt: skip
+            assert named.out == "stolen\n"
+
+
+def test_a_socket_swapped_into_our_directory_is_refused_by_its_peer_credentials(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with other_user() as (uid, gid, home):
+        theirs = home / "agent.sock"
+        with fake_agent(f"unix:{theirs}", _answer(b"stolen", "X-Cloudchain-Version: 1"),
+                        home, user=(uid, gid)) as record:  # fmt: skip
+            ours = tmp_path / "ours"
+            ours.mkdir(mode=0o700)
+            os.rename(theirs, ours / "agent.sock")  # every path check now passes...
+            os.chown(ours / "agent.sock", 0, 0)
+            result = seeded.run(*READ, env={"CLOUDCHAIN_AGENT": f"unix:{ours}/agent.sock"})
+            warning = _one_warning_then_the_real_value(result)
+            assert f"runs as uid {uid}" in warning  # ...but the peer is not us
+            assert record.read_bytes() == b""
+
+
+def test_a_tcp_impostor_learns_nothing_to_replay_and_is_not_believed(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with running_agent(seeded, tmp_path, "--listen", "127.0.0.1:0") as agent:
+        port = free_port()
+        env = {**agent.env, "CLOUDCHAIN_AGENT": f"http://127.0.0.1:{port}"}
+        stolen = _answer(b"stolen", "X-Cloudchain-Version: 7", "Content-Type: text/plain")
+        with other_user() as (uid, gid, home), fake_agent(
+            str(port), stolen, home, user=(uid, gid)
+        ) as record:  # fmt: skip
+            result = seeded.run(*READ, env=env)
+            _one_warning_then_the_real_value(result)
+            captured = record.read_bytes()
+        assert agent.token is not None and agent.token.encode() not in captured
+        assert b"X-Cloudchain-Auth:" in captured
+        # Replay what the impostor captured to the real agent: on a fresh connection, and
+        # after a fresh challenge of the real agent's own. Neither is served.
+        request = captured.split(b"\r\n\r\n")[1] + b"\r\n\r\n"
+        real = int(agent.address.rsplit(":", 1)[1])
+        request = request.replace(f":{port}".encode(), f":{real}".encode())
+        for warmup in (b"", b"GET /v1/challenge HTTP/1.1\r\nHost: localhost\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", real), timeout=10) as sock:
+                sock.sendall(warmup + request)
+                replies = _read_all(sock)
+            assert b"real" not in replies and b"403 Forbidden" in replies
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer(b"\xff\xfe", "X-Cloudchain-Version: 1", "Content-Type: text/plain"),
+        _answer(b"real", "X-Cloudchain-Version: one", "Content-Type: text/plain"),
+        _answer(b"real", "Content-Type: text/plain"),
+        _answer(b"rea", "Content-Length: -1", "X-Cloudchain-Version: 1"),
+        _answer(b"re", "Content-Length: 4", "X-Cloudchain-Version: 1"),
+        _answer(b"{not json", "Content-Type: application/json", status="404 Not Found"),
+        _answer(b'{"code": "not_found"}', "Content-Type: application/json", status="404 Not Found"),
+        _answer(b"real", "X-Cloudchain-Version: 1", status="2OO OK"),
+        b"garbage\r\n\r\n",
+    ],
+    ids=[
+        "utf8",
+        "version",
+        "no-version",
+        "negative-length",
+        "short-body",
+        "bad-json",
+        "missing-field",
+        "status",
+        "no-http",
+    ],
+)
+def test_a_garbled_answer_is_a_dead_agent(seeded: Emulator, tmp_path: Path, answer: bytes) -> None:
+    folder = tmp_path / "fake"
+    folder.mkdir(mode=0o700)
+    with fake_agent(f"unix:{folder}/agent.sock", answer, tmp_path):
+        result = seeded.run(*READ, env={"CLOUDCHAIN_AGENT": f"unix:{folder}/agent.sock"})
+    _one_warning_then_the_real_value(result)
+
+
+def test_an_agent_dripping_its_answer_is_abandoned_at_the_deadline(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    folder = tmp_path / "fake"
+    folder.mkdir(mode=0o700)
+    slow = _answer(b"stolen", "X-Cloudchain-Version: 1", "Content-Type: text/plain")
+    with fake_agent(f"unix:{folder}/agent.sock", slow, tmp_path, drip=0.5):
+        started = time.monotonic()
+        result = seeded.run(*READ, env={"CLOUDCHAIN_AGENT": f"unix:{folder}/agent.sock"})
+        took = time.monotonic() - started
+    warning = _one_warning_then_the_real_value(result)
+    assert "too long" in warning and took < 15  # 5 s for the answer, not 5 s per byte
+
+
+# -- 4. no smuggling, no misdirection, no flooding ---------------------------------------------
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    chunks = []
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_no_request_is_smuggled_past_a_refusal(seeded: Emulator, tmp_path: Path) -> None:
+    with running_agent(seeded, tmp_path, "--listen", "127.0.0.1:0") as agent:
+        port = int(agent.address.rsplit(":", 1)[1])
+        host = f"Host: 127.0.0.1:{port}\r\n"
+        inner = (f"GET /v1/secret?service=billing&user=alice HTTP/1.1\r\n{host}"
+                 f"X-Cloudchain-Token: {agent.token}\r\n\r\n").encode()  # fmt: skip
+        forwarded = f"GET /healthz HTTP/1.1\r\n{host}X-Forwarded-For: 10.0.0.1\r\n".encode()
+        attempts = {
+            "chunked": forwarded
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % len(inner)
+            + inner
+            + b"\r\n0\r\n\r\n"
+            + inner,
+            "two lengths": forwarded
+            + b"Content-Length: %d\r\nContent-Length: 0\r\n\r\n" % len(inner)
+            + inner,
+            "a body": forwarded + b"Content-Length: %d\r\n\r\n" % len(inner) + inner,
+            "space before colon": forwarded + b"Transfer-Encoding : chunked\r\n\r\n" + inner,
+            "101 lines": b"GET /healthz HTTP/1.1\r\n"
+            + host.encode()
+            + b"X-A: 1\r\n" * 100
+            + b"\r\n"
+            + inner,
+        }
+        for name, payload in attempts.items():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(payload)
+                replies = _read_all(sock)  # the agent closed the connection: it ends
+            assert replies.count(b"HTTP/1.1 ") == 1, (name, replies)
+            assert b"real" not in replies and b"200 OK" not in replies, name
+        assert b"431" in replies  # the 101 lines
+        # The same inner request, alone, is served: the refusals above were not by chance.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(inner.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+            assert _read_all(sock).endswith(b"real")
+
+
+def test_the_host_must_name_the_agent(seeded: Emulator, tmp_path: Path) -> None:
+    with running_agent(seeded, tmp_path, "--listen", "127.0.0.1:0") as agent:
+        read = "/v1/secret?service=billing&user=alice"
+        port = agent.address.rsplit(":", 1)[1]
+        for host, status in (("evil.example:" + port, 421), ("127.0.0.1:1", 421),
+                             ("localhost:" + port, 200), ("127.0.0.1:" + port, 200)):  # fmt: skip
+            assert agent.curl(read, "-H", f"Host: {host}")[0] == status, host
+    with running_agent(seeded, tmp_path) as agent:
+        assert agent.curl(read, "-H", "Host: rebound.example")[0] == 421
+        assert agent.curl(read)[0] == 200
+
+
+def test_a_flood_of_idle_connections_costs_the_flooder_not_the_readers(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    out, log = tmp_path / "flood.out", tmp_path / "flood.log"
+    env = {**seeded.env, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    with out.open("wb") as stdout, log.open("wb") as stderr:
+        process = subprocess.Popen([str(BIN / "cchain-agent"), "--listen", "127.0.0.1:0"],
+                                   stdout=stdout, stderr=stderr, env=env,
+                                   preexec_fn=low_limit)  # fmt: skip
+    idle: list[socket.socket] = []
+    try:
+        text = wait_for_text(out, "CLOUDCHAIN_AGENT_TOKEN_FILE=", process)
+        settings = dict(line.removeprefix("export ").split("=", 1) for line in text.splitlines())
+        port = int(settings["CLOUDCHAIN_AGENT"].rsplit(":", 1)[1])
+        reader = {**seeded.env, **settings}
+        for _ in range(1100):
+            sock = socket.socket()
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.connect(("127.0.0.1", port))
+            idle.append(sock)
+        time.sleep(1)
+        started = time.monotonic()
+        for _ in range(3):
+            result = seeded.run(*READ, env=reader)
+            assert (result.code, result.out, result.err) == (0, "real\n", "")
+        assert time.monotonic() - started < 15
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-A: 1")  # then leaves
+    finally:
+        for sock in idle:
+            sock.close()
+        process.terminate()
+        process.wait(15)
+    logged = log.read_text()
+    assert "Traceback" not in logged and len(logged) < 20_000, logged[-2000:]
+    assert logged.count("closing idle ones") == 1

@@ -1,0 +1,55 @@
+"""A throwaway second local user for tests that need someone else on the same host.
+
+Tests run as root (here and in CI); the user is made with useradd and removed with userdel,
+and never relies on fs.protected_* sysctls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def other_user() -> Iterator[tuple[int, int, Path]]:
+    """A new user's uid, gid and a home of its own (mode 0755 under a 0755 folder in /tmp)."""
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root to make a second user")
+    name = f"cc{os.getpid()}{os.urandom(3).hex()}"
+    base = Path(tempfile.mkdtemp(prefix="cchain-users-", dir="/tmp"))
+    base.chmod(0o755)
+    home = base / name
+    for attempt in range(20):  # useradd may find /etc/passwd locked by a parallel test
+        made = subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home),
+                               "--shell", "/bin/sh", "--user-group", name],
+                              capture_output=True)  # fmt: skip
+        if made.returncode == 0:
+            break
+        time.sleep(0.2 + attempt * 0.1)
+    else:
+        raise RuntimeError(f"useradd failed: {made.stderr.decode()}")
+    try:
+        entry = pwd.getpwnam(name)
+        home.mkdir(mode=0o755)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+        yield entry.pw_uid, entry.pw_gid, home
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        for attempt in range(20):
+            if subprocess.run(["userdel", name], capture_output=True).returncode in (0, 6):
+                break
+            time.sleep(0.2 + attempt * 0.1)
+        subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def as_user(uid: int, gid: int, *argv: str) -> list[str]:
+    """argv run as uid/gid with no supplementary groups."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
