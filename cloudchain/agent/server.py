@@ -163,14 +163,17 @@ class AgentServer:
                     keep = request.headers.get("connection", "").lower() != "close" and (
                         request.version != "HTTP/1.0"
                     )
-                    status, answer, proven = await self._answer(request, conn)
+                    try:
+                        status, answer, proven = await self._answer(request, conn)
+                    except Problem as refused:  # before any route: no proof, and close
+                        status, answer, proven = refused.status, problem_answer(refused), None
                     # Only a plain not-found keeps the connection: whatever else was not
                     # answered 200 ends it, so nothing after a refusal is read.
                     keep = keep and (status == 200 or answer.code == "not_found")
                     took = (time.monotonic() - started) * 1000
                     log.info("%s %s %d %.1f ms", request.method, urlsplit(request.target).path,
                              status, took)  # fmt: skip
-                except Problem as problem:  # refused before any route: answer, then close
+                except Problem as problem:  # the request itself was unreadable: answer, close
                     answer, status, keep, proven = (
                         problem_answer(problem),
                         problem.status,

@@ -5,6 +5,7 @@ real cchain-agent and cchain processes, a throwaway second user for the impostor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -294,3 +295,86 @@ def test_a_flood_of_idle_connections_costs_the_flooder_not_the_readers(
     logged = log.read_text()
     assert "Traceback" not in logged and len(logged) < 20_000, logged[-2000:]
     assert logged.count("closing idle ones") == 1
+
+
+def test_a_challenge_is_good_for_one_request_on_its_connection_for_ten_seconds(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    from cloudchain.agent import proof
+
+    with running_agent(seeded, tmp_path, "--listen", "127.0.0.1:0") as agent:
+        assert agent.token is not None
+        port = int(agent.address.rsplit(":", 1)[1])
+        target = "/v1/secret?service=billing&user=alice"
+
+        def ask(sock: socket.socket) -> str:
+            sock.sendall(b"GET /v1/challenge HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            return str(json.loads(_one(sock)[2])["challenge"])
+
+        def signed(challenge: str, close: bool = False) -> bytes:
+            mac = proof.request_mac(agent.token or "", challenge, "n0nce", "GET", target)
+            return (f"GET {target} HTTP/1.1\r\nHost: localhost\r\n{proof.AUTH_HEADER}: "
+                    f"{challenge} n0nce {mac}\r\n" + ("Connection: close\r\n" if close else "")
+                    + "\r\n").encode()  # fmt: skip
+
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            challenge = ask(sock)
+            sock.sendall(signed(challenge))
+            status, headers, body = _one(sock)
+            assert (status, body) == (200, b"real")
+            assert headers[proof.PROOF_HEADER.lower()] == proof.answer_mac(
+                agent.token, "n0nce", challenge, 200, headers["content-type"], "1", b"real"
+            )
+            sock.sendall(signed(challenge))  # the same challenge again: used up
+            assert _one(sock)[0] == 403
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as other:
+            other.sendall(signed(challenge, close=True))  # another connection's challenge
+            assert _one(other)[0] == 403
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            challenge = ask(sock)
+            time.sleep(proof.CHALLENGE_SECONDS + 0.5)
+            with contextlib.suppress(OSError):  # the agent may have dropped the idle client
+                sock.sendall(signed(challenge))
+            late = _read_all(sock)
+            assert b"real" not in late and b"200 OK" not in late
+
+
+def _one(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read one answer (Content-Length framed) from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_the_log_escapes_control_characters_from_a_request(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with running_agent(seeded, tmp_path) as agent:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(agent.socket_path)
+            sock.sendall(b"GET /v1/\x1b[2J\x07forged\rGET/v1/secret/200 HTTP/1.1\r\n"
+                         b"Host: localhost\r\nConnection: close\r\n\r\n")  # fmt: skip
+            assert b"404" in _read_all(sock)
+        agent.stop()
+    logged = agent.log.read_text()
+    assert "\x1b" not in logged and "\x07" not in logged and "\r" not in logged
+    assert "/v1/\\x1b[2J\\x07forgedGET/v1/secret/200 404" in logged  # urlsplit drops the CR
+
+
+def test_the_agent_removes_its_own_socket_and_nothing_that_took_its_place(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with running_agent(seeded, tmp_path) as agent:
+        path = Path(agent.socket_path)
+        path.unlink()
+        path.write_text("someone else's")
+        assert agent.stop() == 0
+    assert path.read_text() == "someone else's"
