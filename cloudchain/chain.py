@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .cache import SecretCache
 from .clients import Clients
-from .config import DEFAULT_TABLE, Config, load_config
+from .config import DEFAULT_TABLE, Config
+from .config_sources import load_config
 from .errors import CloudChainConfigError, SecretNotFoundError
 from .regions import Regions
 from .results import (

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_REGION, Config, kms_endpoint_for
-from .errors import is_loopback
+from .config import DEFAULT_REGION, Config, check_region, kms_endpoint_for, region_hint
+from .errors import RegionNameError, is_loopback
 
 if TYPE_CHECKING:
     import boto3
@@ -103,7 +103,15 @@ class Clients:
             chain_region = self._session.region_name
         else:
             chain_region = self._botocore_session().get_config_variable("region")
-        return str(chain_region or DEFAULT_REGION)
+        if not chain_region:
+            return DEFAULT_REGION
+        try:  # the AWS chain's: AWS_DEFAULT_REGION (checked with the settings) or a profile's
+            return check_region(chain_region)
+        except ValueError as err:
+            raise RegionNameError(
+                f"invalid region from the AWS profile in use (~/.aws/config): {err}",
+                hint=region_hint(err),
+            ) from None
 
     def _build(self, service_name: str, quick: bool = False) -> Any:
         from botocore.config import Config as BotoConfig
@@ -140,7 +148,7 @@ class Clients:
             import botocore.session
 
             session = botocore.session.Session(profile=self._config.profile_name)
-            session.register_component("data_loader", _shared_loader())
+            session.register_component("data_loader", shared_loader())
             self._botocore = session
         return self._botocore
 
@@ -149,7 +157,7 @@ _loader: Any = None
 _loader_lock = threading.Lock()
 
 
-def _shared_loader() -> Any:
+def shared_loader() -> Any:
     """Return one botocore model loader for the process, so each new CloudChain skips the JSON."""
     global _loader
     with _loader_lock:

@@ -1,22 +1,18 @@
-"""Configuration: the settings, where each comes from, and the one precedence rule.
-
-Precedence, highest first: explicit value (a CLI flag or a module variable) > environment >
-config file > default. A setting given as an empty string means "use the default" and stops
-the lookup there, so `endpoint_url =` in a file, or `--endpoint-url ''`, selects AWS's endpoint.
+"""Configuration: the settings table (every setting, where it may be set, how its text is
+parsed) and the frozen Config they resolve to. Where the values come from (the file, the
+environment, flags) and the precedence between them are config_sources.py's.
 """
 
 from __future__ import annotations
 
-import configparser
-import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from .errors import CloudChainConfigError, ValidationError
+from .errors import RegionNameError
 from .validation import check_choice, check_seconds, check_whole
 
 DEFAULT_TABLE = "safedb"
@@ -27,7 +23,7 @@ DEFAULT_CONFIG_PATH = "~/.cchainrc"
 
 # A synthetic section that collects options written above any header: the original
 # `.cchainrc` may have no section header at all, which plain ConfigParser rejects.
-_TOP = "__top__"
+TOP = "__top__"
 
 
 def _positive_int(raw: str) -> int:
@@ -64,11 +60,41 @@ def _boolean(raw: str) -> bool:
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 
-def check_region(region: str) -> str:
-    """Return an AWS region name after checking its shape (us-east-1, ap-southeast-2...)."""
-    if not _REGION.fullmatch(region):
+@lru_cache(maxsize=1)
+def known_regions() -> frozenset[str]:
+    """The regions botocore's partition data lists (every partition); empty if it has none."""
+    from .clients import shared_loader  # botocore: only once a region is actually named
+
+    try:
+        partitions = shared_loader().load_data("partitions")["partitions"]
+    except Exception:  # an old botocore without the file: the name's shape is all we check
+        return frozenset()
+    return frozenset(region for p in partitions for region in p.get("regions", {}))
+
+
+class UnknownRegion(ValueError):
+    """A well-formed region name that botocore does not list."""
+
+
+def check_region(region: object) -> str:
+    """Return an AWS region name after checking it: its shape (us-east-1, ap-southeast-2...),
+    and that botocore knows it, so a misspelt name is refused instead of retried."""
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
         raise ValueError(f"{region!r} is not an AWS region name")
+    known = known_regions()
+    if known and region not in known:
+        raise UnknownRegion(f"{region!r} is not a region botocore knows")
     return region
+
+
+def region_hint(err: ValueError) -> str:
+    """What to do about a region name check_region refused."""
+    if isinstance(err, UnknownRegion):
+        return (
+            "check its spelling (`aws ec2 describe-regions` lists them); a region newer than "
+            "botocore needs `pip install -U botocore`"
+        )
+    return "a region name looks like us-east-1 or eu-west-2"
 
 
 def _regions(raw: str) -> tuple[str, ...]:
@@ -94,6 +120,8 @@ class Setting:
     top_level: bool = True
     # A standard AWS variable honoured after ours, at the same (environment) precedence.
     aws_env: str | None = None
+    # Whether it names regions: a bad one is a RegionNameError (exit 2), with a hint.
+    regions: bool = False
 
     def from_environment(self, environ: Mapping[str, str]) -> str | None:
         """Return this setting's value in environ, ours first, or None."""
@@ -104,7 +132,9 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "region_name": Setting("CLOUDCHAIN_REGION", "dynamo", "region_name"),
+    "region_name": Setting(
+        "CLOUDCHAIN_REGION", "dynamo", "region_name", check_region, regions=True
+    ),
     "endpoint_url": Setting("CLOUDCHAIN_ENDPOINT_URL", "dynamo", "endpoint_url"),
     "tablename": Setting("CLOUDCHAIN_TABLE", "dynamo", "tablename"),
     "keyalias": Setting("CLOUDCHAIN_KEY_ALIAS", "IAMKMS", "keyalias"),
@@ -134,7 +164,9 @@ SETTINGS: dict[str, Setting] = {
     "recovery_days": Setting(
         "CLOUDCHAIN_RECOVERY_DAYS", "cloudchain", "recovery_days", _positive_int
     ),
-    "replica_regions": Setting("CLOUDCHAIN_REPLICA_REGIONS", "dynamo", "replica_regions", _regions),
+    "replica_regions": Setting(
+        "CLOUDCHAIN_REPLICA_REGIONS", "dynamo", "replica_regions", _regions, regions=True
+    ),
     "failover_cooldown": Setting(
         "CLOUDCHAIN_FAILOVER_COOLDOWN", "dynamo", "failover_cooldown", _seconds
     ),
@@ -143,10 +175,10 @@ SETTINGS: dict[str, Setting] = {
 # for DynamoDB, [IAMKMS] for KMS), or CLOUDCHAIN_ENDPOINT_URL_<REGION> and
 # CLOUDCHAIN_KMS_ENDPOINT_URL_<REGION> (us-west-2 is US_WEST_2) in the environment.
 REGION_ENDPOINTS = {
-    "region_endpoints": (("dynamo", _TOP), "CLOUDCHAIN_ENDPOINT_URL_"),
+    "region_endpoints": (("dynamo", TOP), "CLOUDCHAIN_ENDPOINT_URL_"),
     "kms_region_endpoints": (("IAMKMS",), "CLOUDCHAIN_KMS_ENDPOINT_URL_"),
 }
-_PER_REGION = "endpoint_url."
+PER_REGION = "endpoint_url."
 
 
 @dataclass(frozen=True)
@@ -189,7 +221,7 @@ class Config:
     def __post_init__(self) -> None:
         """Check every value, however the Config was built; empty strings mean "not set"."""
         checked = {
-            "region_name": self.region_name or None,
+            "region_name": _checked_region(self.region_name),
             "endpoint_url": self.endpoint_url or None,
             "kms_endpoint_url": self.kms_endpoint_url or None,
             "tablename": self.tablename or DEFAULT_TABLE,
@@ -217,206 +249,39 @@ class Config:
             object.__setattr__(self, name, value)  # frozen: set once, here
 
 
+def _refused(what: str, err: ValueError) -> RegionNameError:
+    return RegionNameError(f"{what}: {err}", hint=region_hint(err))
+
+
+def _checked_region(region: object) -> str | None:
+    if not region:
+        return None
+    try:
+        return check_region(region)
+    except ValueError as err:
+        raise _refused("region_name", err) from None
+
+
 def _checked_regions(regions: object) -> tuple[str, ...]:
     if isinstance(regions, str):
         regions = (regions,)
-    try:
-        checked = tuple(check_region(r) for r in regions)  # type: ignore[attr-defined]
-    except (TypeError, ValueError) as err:
-        raise ValidationError(f"replica_regions: {err}") from None
+    checked = []
+    for region in regions:  # type: ignore[attr-defined]
+        try:
+            checked.append(check_region(region))
+        except ValueError as err:
+            raise _refused("replica_regions", err) from None
     return tuple(dict.fromkeys(checked))  # in order, once each
 
 
 def _checked_endpoints(endpoints: object) -> dict[str, str]:
     found = dict(endpoints or {})  # type: ignore[call-overload]
-    try:
-        return {check_region(region): str(url) for region, url in found.items() if url}
-    except ValueError as err:
-        raise ValidationError(f"a per-region endpoint: {err}") from None
-
-
-_DEFAULTS = Config()
-
-
-def config_path(
-    path: str | os.PathLike[str] | None, environ: Mapping[str, str]
-) -> tuple[Path, bool]:
-    """Return the config file to read and whether it was named explicitly (and so must exist)."""
-    if path:
-        return Path(path).expanduser(), True
-    if environ.get(CONFIG_ENV):
-        return Path(environ[CONFIG_ENV]).expanduser(), True
-    return Path(DEFAULT_CONFIG_PATH).expanduser(), False
-
-
-def _parse(path: Path, text: str) -> configparser.ConfigParser:
-    """Parse a .cchainrc (sectioned or not); an error names the file and the line."""
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read_string(f"[{_TOP}]\n{text}", source=str(path))
-    except configparser.Error as err:
-        # Line numbers count the synthetic header line; the file's own start one later. The
-        # offending line is not quoted: a misplaced credential must not reach a terminal.
-        if isinstance(err, configparser.ParsingError) and err.errors:
-            reason = f"line {err.errors[0][0] - 1} is not `key = value` or a [section]"
-        elif isinstance(err, configparser.DuplicateOptionError):
-            where = "above any [section]" if err.section == _TOP else f"in [{err.section}]"
-            reason = f"line {(err.lineno or 1) - 1} sets {err.option!r} a second time {where}"
-        elif isinstance(err, configparser.DuplicateSectionError):
-            reason = f"line {(err.lineno or 1) - 1} opens [{err.section}] a second time"
-        else:
-            reason = str(err).splitlines()[0]
-        raise CloudChainConfigError(
-            f"cannot parse config file {path}: {reason}",
-            hint="fix that line; `cchain --doctor` shows the settings in force",
-        ) from None
-    return parser
-
-
-def read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
-    """Return the settings a `.cchainrc` file sets, sectioned or header-less."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            raise CloudChainConfigError(f"config file {path} does not exist") from None
-        return {}
-    except (OSError, UnicodeDecodeError) as err:
-        raise CloudChainConfigError(f"cannot read config file {path}: {err}") from None
-    return _settings_in(_parse(path, text))
-
-
-def _settings_in(parser: configparser.ConfigParser) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for name, setting in SETTINGS.items():
-        if parser.has_option(setting.section, setting.option):
-            found[name] = parser.get(setting.section, setting.option)
-        elif setting.top_level and parser.has_option(_TOP, setting.option):
-            found[name] = parser.get(_TOP, setting.option)
-    for name, (sections, _) in REGION_ENDPOINTS.items():
-        found[name] = {
-            option[len(_PER_REGION) :]: parser.get(section, option)
-            for section in reversed(sections)  # [dynamo] wins over the top of the file
-            if parser.has_section(section)
-            for option in parser.options(section)
-            if option.startswith(_PER_REGION)
-        }
-    return found
-
-
-def region_endpoints_in(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """The per-region endpoints the environment sets."""
-    return {
-        name: {
-            variable[len(prefix) :].lower().replace("_", "-"): value
-            for variable, value in environ.items()
-            if variable.startswith(prefix) and value
-        }
-        for name, (_, prefix) in REGION_ENDPOINTS.items()
-    }
-
-
-def unknown_keys(path: Path) -> list[str]:
-    """Return the keys a config file sets that cloudchain does not read ([section] key)."""
-    parser = _parse(path, path.read_text(encoding="utf-8"))
-    known = {(s.section, s.option) for s in SETTINGS.values()}
-    known |= {(_TOP, s.option) for s in SETTINGS.values() if s.top_level}
-    per_region = {section for sections, _ in REGION_ENDPOINTS.values() for section in sections}
-    return [
-        option if section == _TOP else f"[{section}] {option}"
-        for section in parser.sections()
-        for option in parser.options(section)
-        if (section, option) not in known
-        and not (section in per_region and option.startswith(_PER_REGION))
-    ]
-
-
-def resolve_sources(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, tuple[Any, str]]:
-    """Apply the precedence: for each setting, the first layer that has it wins. Return
-    {setting: (value, the layer it came from)}, for the settings any layer sets."""
-    resolved: dict[str, tuple[Any, str]] = {}
-    for name, setting in SETTINGS.items():
-        for source, values in layers:
-            raw = values.get(name)
-            if raw is None:
-                continue
-            if isinstance(raw, str):
-                raw = raw.strip()
-                if raw == "":
-                    break  # explicitly "the default"
-                try:
-                    raw = setting.parse(raw)
-                except ValueError as err:
-                    raise CloudChainConfigError(f"invalid {name} from {source}: {err}") from None
-            resolved[name] = (raw, source)
-            break
-    return resolved
-
-
-def resolve(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
-    """Apply the precedence (see resolve_sources) and return {setting: value}."""
-    return {name: value for name, (value, _) in resolve_sources(layers).items()}
-
-
-def load_config(
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    path: str | os.PathLike[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Config:
-    """Build a Config from explicit values, the environment and the config file."""
-    return explain_config(overrides, path=path, environ=environ)[0]
-
-
-def explain_config(
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    path: str | os.PathLike[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> tuple[Config, dict[str, str]]:
-    """Build a Config as load_config does, and say where each setting came from: "flag",
-    "environment", the config file's path, or "default"."""
-    environ = os.environ if environ is None else environ
-    overrides = dict(overrides or {})
-    unknown = set(overrides) - {f.name for f in fields(Config)}
-    if unknown:
-        raise TypeError(f"unknown configuration settings: {', '.join(sorted(unknown))}")
-    file_path, required = config_path(path, environ)
-    from_env = {name: s.from_environment(environ) for name, s in SETTINGS.items()}
-    from_file = read_config_file(file_path, required=required)
-    layers = [("flag", overrides), ("environment", from_env), (str(file_path), from_file)]
-    found = resolve_sources(layers)
-    from_env_regions = region_endpoints_in(environ)
-    for name in REGION_ENDPOINTS:  # per region: a flag's beats the environment's, the file's
-        merged: dict[str, str] = {}
-        for source, endpoints in (
-            (str(file_path), from_file.get(name, {})),
-            ("environment", from_env_regions[name]),
-            ("flag", overrides.get(name) or {}),
-        ):
-            for region in endpoints:
-                try:
-                    check_region(region)
-                except ValueError as err:
-                    raise CloudChainConfigError(f"invalid {name} from {source}: {err}") from None
-            merged.update(endpoints)
-        if merged:
-            found[name] = (merged, "merged")
-    extra = {
-        name: value
-        for name, value in overrides.items()
-        if name not in SETTINGS and name not in REGION_ENDPOINTS and value is not None
-    }
-    values = {name: value for name, (value, _) in found.items()}
-    config = Config(**{**_defaults_dict(), **values, **extra})
-    sources = {f.name: "default" for f in fields(Config)}
-    sources.update({name: source for name, (_, source) in found.items()})
-    sources.update({name: "flag" for name in extra})
-    return config, sources
-
-
-def _defaults_dict() -> dict[str, Any]:
-    return {f.name: getattr(_DEFAULTS, f.name) for f in fields(Config)}
+    for region in found:
+        try:
+            check_region(region)
+        except ValueError as err:
+            raise _refused("a per-region endpoint", err) from None
+    return {region: str(url) for region, url in found.items() if url}
 
 
 def is_aws_endpoint(url: str) -> bool:

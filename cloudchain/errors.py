@@ -2,6 +2,7 @@
 
     CloudChainError
     ├── CloudChainConfigError   configuration is missing or wrong (key alias, table, credentials)
+    │   └── RegionNameError     a region name that is not one (also a ValidationError)
     ├── ValidationError         bad input, refused before any AWS call (also a ValueError)
     ├── SecretNotFoundError     no secret for that service and user (or that version)
     ├── AccessDeniedError       IAM or the credentials refused the call
@@ -35,6 +36,10 @@ class CloudChainConfigError(CloudChainError):
 
 class ValidationError(CloudChainError, ValueError):
     """Input was refused before any AWS call."""
+
+
+class RegionNameError(CloudChainConfigError, ValidationError):
+    """A configured region name is not an AWS region; refused before any AWS call."""
 
 
 class SecretNotFoundError(CloudChainError, LookupError):

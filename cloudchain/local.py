@@ -15,7 +15,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .config import DEFAULT_REGION, load_config
+from .config import DEFAULT_REGION
+from .config_sources import load_config
 from .errors import CloudChainError
 
 PROG = "cchain-local"

@@ -31,7 +31,8 @@ def _package() -> Any:
 
 def default_chain() -> CloudChain:
     """Return the shared CloudChain for the current module variables and environment."""
-    from .config import CONFIG_ENV, SETTINGS, load_config
+    from .config import CONFIG_ENV, SETTINGS
+    from .config_sources import load_config
 
     global _default
     package = _package()
@@ -74,10 +75,10 @@ def readcreds(service: str, user: str) -> str | bytes:
 
 def read_configfile(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Load a config file's settings into the module variables and return what it set."""
-    from .config import config_path, read_config_file
+    from .config_sources import config_path, read_config_file
 
     file_path, _ = config_path(path, os.environ)
-    values = read_config_file(file_path, required=True)
+    values = read_config_file(file_path, required=True).values
     package = _package()
     loaded = {name: values[name] for name in MODULE_VARIABLES if name in values}
     for name, value in loaded.items():

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from cloudchain import CloudChain, CloudChainConfigError, Config
-from cloudchain.config import kms_endpoint_for, load_config
+from cloudchain.config import kms_endpoint_for
+from cloudchain.config_sources import load_config
 
 SECTIONED = """\
 [dynamo]
@@ -101,11 +102,15 @@ ENV = {
 def test_environment_beats_file_and_flag_beats_environment(
     rc: Path, monkeypatch: pytest.MonkeyPatch, field: str
 ) -> None:
+    # A region is checked, so its stand-ins are real region names.
+    from_env, from_flag = (
+        ("eu-west-2", "eu-west-3") if field == "region_name" else ("from-env", "from-flag")
+    )
     rc.write_text(SECTIONED)
     assert getattr(load_config(), field) == getattr(FROM_FILE, field)
-    monkeypatch.setenv(ENV[field], "from-env")
-    assert getattr(load_config(), field) == "from-env"
-    assert getattr(load_config({field: "from-flag"}), field) == "from-flag"
+    monkeypatch.setenv(ENV[field], from_env)
+    assert getattr(load_config(), field) == from_env
+    assert getattr(load_config({field: from_flag}), field) == from_flag
 
 
 @pytest.mark.parametrize("field", sorted(ENV))

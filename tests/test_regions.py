@@ -18,7 +18,7 @@ from helpers import KEY_ALIAS, replicate_key_in_moto
 import cloudchain
 from cloudchain import CloudChain, CloudChainConfigError, Config, table
 from cloudchain.clients import Clients
-from cloudchain.config import load_config, unknown_keys
+from cloudchain.config_sources import load_config, unknown_keys
 from cloudchain.results import RegionSetup
 
 HOME, WEST, EU = "us-east-1", "us-west-2", "eu-west-1"
@@ -84,7 +84,9 @@ def test_a_stray_per_region_variable_is_a_config_error_naming_the_environment(
 ) -> None:
     monkeypatch.setenv("CLOUDCHAIN_ENDPOINT_URL_BACKUP", "http://127.0.0.1:1")
     with pytest.raises(
-        CloudChainConfigError, match=r"^invalid region_endpoints from environment: 'backup'"
+        CloudChainConfigError,
+        match=r"^invalid region_endpoints from environment variable "
+        r"CLOUDCHAIN_ENDPOINT_URL_BACKUP: 'backup'",
     ):
         load_config()
 
