@@ -6,8 +6,13 @@ Only --show-values (unified_diff) prints the values themselves.
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
+from .errors import SecretNotFoundError
 from .results import VersionDiff
+
+if TYPE_CHECKING:
+    from .store import SecretStore
 
 
 def _lines(text: str) -> list[str]:
@@ -44,6 +49,31 @@ def compare(
         changed_lines=() if binary or old == new else changed_lines(old_text, new_text),
         binary=binary,
     )
+
+
+def diff_versions(
+    store: SecretStore,
+    service: str,
+    user: str,
+    from_version: int | None,
+    to_version: int | None,
+) -> VersionDiff:
+    """Compare two versions of service/user in store (see CloudChain.diff for the defaults)."""
+    item = store.load_secret(service, user)
+    newer = store.version_of(item, to_version)
+    if from_version is None:
+        older = next((v for v in item.versions if v.version < newer.version
+                      and not v.deleted), None)  # fmt: skip
+        if older is None:
+            raise SecretNotFoundError(
+                f"{service}/{user} in table '{store.tablename}' retains no version before "
+                f"{newer.version}"
+            )
+    else:
+        older = store.version_of(item, from_version)
+    old, old_binary = store.decrypt(service, user, older)
+    new, new_binary = store.decrypt(service, user, newer)
+    return compare(older.version, old, newer.version, new, old_binary or new_binary)
 
 
 def summary(diff: VersionDiff) -> str:

@@ -14,10 +14,11 @@ replica regions:
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import crypto, table
 from .clients import Clients
+from .config import Config
 from .errors import CloudChainConfigError
 from .results import RegionSetup, SetupResult
 
@@ -86,6 +87,20 @@ def _replica_key(home_kms: Any, kms: Any, alias: str, key_id: str, region: str) 
     return key, "created"
 
 
+def plan(clients: Clients, config: Config, create_key: bool) -> Callable[[], SetupResult]:
+    """Check what setup needs before any AWS call, and return the setup to run: the table
+    (and with create_key the key) in the home region and every replica region."""
+    alias = config.keyalias
+    if create_key and (not alias or not alias.startswith("alias/")):
+        raise CloudChainConfigError(
+            f"cannot create a key: the key alias {alias!r} must be set and start with "
+            "alias/ (keyalias under [IAMKMS], CLOUDCHAIN_KEY_ALIAS or --key-alias)"
+        )
+    home = clients.region
+    replicas = {r: clients.replica(r) for r in config.replica_regions if r != home}
+    return lambda: setup(clients, replicas, config.tablename, alias if create_key else None)
+
+
 def setup(
     home: Clients,
     replicas: dict[str, Clients],
@@ -121,4 +136,6 @@ def setup(
                 home.get("kms"), clients.get("kms"), alias, key_id, region
             )
         done.append(RegionSetup(region, state, key, alias_state))
-    return SetupResult(table_created, key_created, ttl_enabled, tuple(done), streams_enabled)
+    return SetupResult(
+        table_created, key_created, ttl_enabled, tuple(done), streams_enabled, home.region
+    )

@@ -105,6 +105,7 @@ class SetupResult:
     ttl_enabled: bool = False  # TTL on ExpiresAt was turned on by this setup
     replicas: tuple[RegionSetup, ...] = ()
     streams_enabled: bool = False  # an existing table got the streams global tables need
+    region: str = ""  # the home region, where the table and key were looked for
 
     @property
     def changed(self) -> bool:

@@ -242,10 +242,12 @@ def test_setup_creates_table_and_key_and_is_idempotent(
     aws: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--setup", "--create-key", "--key-alias", "alias/new", "--table", "t1"]) == 0
-    assert capsys.readouterr().err == "cchain: table 't1' created\ncchain: key alias/new created\n"
+    assert capsys.readouterr().err == (
+        "cchain: us-east-1 (home): table 't1' created; key alias/new created\n"
+    )
     assert main(["--setup", "--create-key", "--key-alias", "alias/new", "--table", "t1"]) == 0
     assert capsys.readouterr().err == (
-        "cchain: table 't1' already exists\ncchain: key alias/new already exists\n"
+        "cchain: us-east-1 (home): table 't1' already exists; key alias/new already exists\n"
         "cchain: nothing to change\n"
     )
 

@@ -89,12 +89,15 @@ def setup(inv: Invocation) -> int:
     chain = inv.chain
     result = chain.setup(create_key=args.create_key)
     name = chain.config.tablename
-    info(f"table '{name}' {'created' if result.table_created else 'already exists'}")
+    # One line per region, the home region first and named as such.
+    home = f"{result.region} (home): table '{name}' "
+    home += "created" if result.table_created else "already exists"
+    if result.streams_enabled:
+        home += "; streams (NEW_AND_OLD_IMAGES) enabled for the global table"
     if args.create_key:
         alias = chain.config.keyalias
-        info(f"key {alias} {'created' if result.key_created else 'already exists'}")
-    if result.streams_enabled:
-        info(f"table '{name}': streams (NEW_AND_OLD_IMAGES) enabled for the global table")
+        home += f"; key {alias} {'created' if result.key_created else 'already exists'}"
+    info(home)
     for region in result.replicas:
         table = "replica added" if region.table == "added" else "replica exists"
         line = f"{region.region}: table '{name}' {table}"

@@ -96,13 +96,11 @@ def test_setup_makes_a_global_table_and_a_multi_region_key_then_changes_nothing(
     first = through.run(*args)
     assert first.code == 0, first.err
     assert first.err == (
-        "cchain: table 'global' created\n"
-        "cchain: key alias/global created\n"
+        f"cchain: {HOME} (home): table 'global' created; key alias/global created\n"
         f"cchain: {WEST}: table 'global' replica added; key replicated, alias/global created\n"
         f"cchain: {EU}: table 'global' replica added; key replicated, alias/global created\n"
     ) or first.err == (  # moto copies the home key's aliases along with it (see helpers)
-        "cchain: table 'global' created\n"
-        "cchain: key alias/global created\n"
+        f"cchain: {HOME} (home): table 'global' created; key alias/global created\n"
         f"cchain: {WEST}: table 'global' replica added; key replicated, alias/global exists\n"
         f"cchain: {EU}: table 'global' replica added; key replicated, alias/global exists\n"
     )
@@ -141,8 +139,7 @@ def test_setup_makes_a_global_table_and_a_multi_region_key_then_changes_nothing(
     again = through.run(*args)
     assert again.code == 0, again.err
     assert again.err == (
-        "cchain: table 'global' already exists\n"
-        "cchain: key alias/global already exists\n"
+        f"cchain: {HOME} (home): table 'global' already exists; key alias/global already exists\n"
         f"cchain: {WEST}: table 'global' replica exists; key exists, alias/global exists\n"
         f"cchain: {EU}: table 'global' replica exists; key exists, alias/global exists\n"
         "cchain: nothing to change\n"
@@ -160,8 +157,8 @@ def test_setup_turns_an_existing_table_into_a_global_one(
     result = through.run("--setup", "--replica-region", WEST)  # the fixture's plain table
     assert result.code == 0, result.err
     assert result.err == (
-        "cchain: table 'safedb' already exists\n"
-        "cchain: table 'safedb': streams (NEW_AND_OLD_IMAGES) enabled for the global table\n"
+        f"cchain: {HOME} (home): table 'safedb' already exists; streams (NEW_AND_OLD_IMAGES) "
+        "enabled for the global table\n"
         f"cchain: {WEST}: table 'safedb' replica added\n"
     )
     assert _bodies(proxy, "UpdateTable") == [

@@ -1,0 +1,98 @@
+"""CloudChain's operations over a whole service or the table (list, export, import,
+re-encryption, IAM policy, setup): each delegates to service_ops.ServiceOperations or
+provision.py, built on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from .chain_parts import ChainParts
+from .results import Entry, ImportResult, ReencryptResult, Secret, SetupResult, Versioned
+
+
+class TableOperations(ChainParts):
+    """CloudChain's methods over many secrets."""
+
+    def list(
+        self,
+        service: str | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        deleted: bool = False,
+    ) -> Iterator[Entry]:
+        """Yield every secret's name and tags, or one service's, sorted; never reads values
+        and never calls KMS. tags: only secrets with all of them. deleted: only deleted
+        secrets (with when, by whom, and until when they can be restored), instead of none."""
+        return self._service.list(service, tags=tags, deleted=deleted)
+
+    def export(self, service: str, *, tags: Mapping[str, str] | None = None) -> dict[str, Secret]:
+        """Return every current secret of service (with all of tags, if given), keyed by
+        user, sorted.
+
+        One paginated Query and parallel KMS decrypts; if any secret fails, raise an error
+        naming it and return nothing.
+        """
+        return {user: v.value for user, v in self.export_versioned(service, tags=tags).items()}
+
+    def export_versioned(
+        self, service: str, *, tags: Mapping[str, str] | None = None
+    ) -> dict[str, Versioned]:
+        """Return what export() does, with the version number of each secret."""
+        return self._service.export(service, tags=tags)
+
+    def import_secrets(
+        self,
+        service: str,
+        mapping: Mapping[str, Secret],
+        dry_run: bool = False,
+        *,
+        progress: Callable[[str, str], None] | None = None,
+        comment: str | None = None,
+    ) -> ImportResult:
+        """Save each {user: secret} whose value differs from the current one, in parallel.
+
+        Every entry is checked before the first write: one bad entry writes nothing. An
+        entry equal to the current value is left alone, so it gets no new version.
+        progress(user, outcome) is called as each entry is settled. If a write fails, the
+        writes not yet started are cancelled and IncompleteImportError says which landed.
+        Each new version records the action "import" and comment.
+        """
+        self._identity.prefetch()
+        return self._regions.write(
+            lambda: self._service.import_secrets(
+                service, mapping, dry_run, progress=progress, comment=comment
+            )
+        )
+
+    def reencrypt(
+        self,
+        service: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        on_row: Callable[[str, str, str], None] | None = None,
+    ) -> ReencryptResult:
+        """Re-encrypt every retained version of every secret (or service's) under the
+        configured key alias, and bind every version to its row, version and type.
+
+        A row that fails is counted and named, and the others go on. progress(done, total)
+        follows the count; on_row(service, user, outcome) names each row as it is settled.
+        """
+        return self._regions.write(
+            lambda: self._service.reencrypt(service, progress, on_row=on_row)
+        )
+
+    def policy(
+        self, service: str, access: str, *, account: str | None = None, key_arn: str | None = None
+    ) -> dict[str, Any]:
+        """Return an IAM policy letting a role read (or read and write) only service's secrets."""
+        return self._service.policy(service, access, account=account, key_arn=key_arn)
+
+    def setup(self, create_key: bool = False) -> SetupResult:
+        """Create the table if missing, with TTL on ExpiresAt (deleted secrets expire), and,
+        with create_key, the KMS key behind the alias. With replica_regions, the table becomes
+        a global table replicated there (with streams), and the key a multi-Region key
+        replicated there under the same alias. What exists is left alone."""
+        from . import provision
+
+        return self._aws("cannot set up", provision.plan(self._clients, self.config, create_key))
