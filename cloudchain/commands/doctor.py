@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import CloudChainConfigError
@@ -17,6 +19,8 @@ from .spec import EXIT_ERROR, EXIT_OK, Action, Invocation, Option, Section
 
 SHELLS = ("bash", "zsh", "fish")
 INSTALL_HINT = "pip install 'cloudchain[completion]'"
+# The most a completion of -e or -u waits for the table, every region it fails over to included.
+COMPLETION_SECONDS = 2.0
 
 
 def doctor(inv: Invocation) -> int:
@@ -62,22 +66,34 @@ def _quick_chain(parsed: argparse.Namespace) -> Any:
     return CloudChain.from_config(getattr(parsed, "config", None), **overrides)
 
 
+def _within_deadline(names: Callable[[], list[str]]) -> list[str]:
+    """names(), or nothing if it fails or takes longer than COMPLETION_SECONDS in all: a
+    daemon thread, left behind when late (the shell's completion process exits right after)."""
+    found: list[list[str]] = []
+
+    def run() -> None:
+        try:
+            found.append(names())
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=run, name="cchain-complete", daemon=True)
+    thread.start()
+    thread.join(COMPLETION_SECONDS)
+    return found[0] if found else []
+
+
 def complete_services(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
     """The services in the table, for -e; nothing (and no error) when it cannot be reached."""
-    try:
-        return sorted({e.service for e in _quick_chain(parsed_args).list()})
-    except Exception:
-        return []
+    return _within_deadline(lambda: sorted({e.service for e in _quick_chain(parsed_args).list()}))
 
 
 def complete_users(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
     """The users of the -e service, for -u."""
-    if not getattr(parsed_args, "service", None):
+    service = getattr(parsed_args, "service", None)
+    if not service:
         return []
-    try:
-        return [e.user for e in _quick_chain(parsed_args).list(parsed_args.service)]
-    except Exception:
-        return []
+    return _within_deadline(lambda: [e.user for e in _quick_chain(parsed_args).list(service)])
 
 
 def autocomplete(parser: argparse.ArgumentParser) -> None:
