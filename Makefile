@@ -1,14 +1,17 @@
-# `make demo` and `make test` each work from a fresh clone: they build .venv themselves.
+# `make demo` and `make test` each work from a fresh clone, each building its own virtualenv:
+# the demo's has only `.[local]` (no test tool), so it is quick to build; the tests' has `.[test]`.
+# Both use one interpreter, PYTHON (3.10 or newer); `tox` runs the suite on the others.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+DEMO_VENV ?= .venv-demo
 # The package is installed (not editable) so the tests drive what users get from `pip install .`.
 SOURCES := setup.py pyproject.toml README.md mkdocs.yml cloudchain/py.typed $(shell find cloudchain -name '*.py')
 
 .PHONY: demo test lint docs bench clean
 
-demo: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash demo/demo.sh
+demo: $(DEMO_VENV)/.installed
+	PATH="$(CURDIR)/$(DEMO_VENV)/bin:$$PATH" bash demo/demo.sh
 
 test: lint
 	$(BIN)/pytest -n auto
@@ -34,10 +37,15 @@ $(BENCH_VENV)/.installed: $(SOURCES)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[local,agent]' credstash
 	touch $@
 
+$(DEMO_VENV)/.installed: $(SOURCES)
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '.[local]'
+	touch $@
+
 $(VENV)/.installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[test]'
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_VENV) $(BENCH_VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

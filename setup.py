@@ -44,7 +44,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # boto3 and botocore support 3.10+
     packages=find_packages(include=["cloudchain", "cloudchain.*"]),
     package_data={"cloudchain": ["py.typed"]},
     # cryptography: AES-256-GCM for envelope-encrypted (large) secrets, imported only for them.
@@ -68,6 +68,11 @@ setup(
     classifiers=[
         "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Topic :: Security :: Cryptography",
     ],
 )

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import cloudchain
 
@@ -112,3 +116,76 @@ def test_the_cchain_process_runs_without_the_cyclic_collector(tmp_path: Path) ->
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
     )
     assert proc.stdout.splitlines()[-1] == "collector False", proc.stdout + proc.stderr
+
+
+def _install_lines(page: str) -> list[str]:
+    """The `pip install` lines of a page's Install section."""
+    section = page.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", section, re.S)
+    return [
+        line.split("#", 1)[0].strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("pip install")
+    ]
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/setup.md"])
+def test_the_install_lines_install_this_checkout_not_the_unrelated_pypi_package(
+    page: str,
+) -> None:
+    lines = _install_lines((REPO / page).read_text())
+    assert lines
+    extras = set(re.findall(r'^\s+"(\w+)": \w+,$', (REPO / "setup.py").read_text(), re.M))
+    for line in lines:
+        [target] = shlex.split(line)[2:]
+        # The checkout itself: a bare `cloudchain` is resolved on PyPI, another project.
+        found = re.fullmatch(r"\.(?:\[([a-z,]+)\])?", target)
+        assert found, line
+        assert set((found[1] or "").split(",")) - {""} <= extras, line
+
+
+def test_the_checkout_the_install_lines_name_is_this_version(tmp_path: Path) -> None:
+    """What `pip install .` builds: setup.py's name and version, read from a copy of it."""
+    for name in ("setup.py", "pyproject.toml", "README.md", "cloudchain/_version.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    proc = subprocess.run(
+        [sys.executable, "setup.py", "--name", "--version"],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    assert proc.stdout.split()[-2:] == ["cloudchain", cloudchain.__version__]
+
+
+def _make(target: str) -> str:
+    """The commands `make TARGET` would run from a fresh clone (nothing is run)."""
+    proc = subprocess.run(
+        ["make", "--dry-run", "--always-make", "-C", str(REPO), target],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return proc.stdout
+
+
+def test_make_demo_installs_only_the_local_extra_into_a_virtualenv_of_its_own() -> None:
+    demo, test = _make("demo"), _make("test")
+    demo_installs = [line for line in demo.splitlines() if "pip install" in line]
+    assert demo_installs
+    assert all(line.endswith(" '.[local]'") for line in demo_installs), demo_installs
+    assert "-m venv .venv-demo" in demo
+    for tool in ("[test]", "pytest", "ruff", "mypy", "awscli", "mkdocs", "hypothesis"):
+        assert tool not in demo, tool
+    # make test keeps its own set-up, in its own virtualenv.
+    assert "-m venv .venv\n" in test
+    assert "'.[test]'" in test
+    assert ".venv-demo" not in test
+
+
+def test_python_3_10_or_newer_is_required_and_tested_at_both_ends() -> None:
+    setup = (REPO / "setup.py").read_text()
+    assert 'python_requires=">=3.10"' in setup
+    assert "Python :: 3.9" not in setup
+    assert "Programming Language :: Python :: 3.10" in setup
+    envlist = re.search(r"^envlist = (.*)$", (REPO / "tox.ini").read_text(), re.M)
+    assert envlist is not None
+    assert envlist[1].split(", ") == ["py310", "py313", "lint"]
+    assert "Python 3.10+" in README
