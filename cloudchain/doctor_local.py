@@ -9,7 +9,8 @@ from urllib.parse import urlparse
 
 from .clients import Clients
 from .config import SETTINGS
-from .config_sources import config_path, explain_config
+from .config_file import config_path
+from .config_sources import explain_config
 from .doctor_state import Doctor, Failed, Skipped
 from .errors import CloudChainError, credentials_hint
 

@@ -75,7 +75,7 @@ def readcreds(service: str, user: str) -> str | bytes:
 
 def read_configfile(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Load a config file's settings into the module variables and return what it set."""
-    from .config_sources import config_path, read_config_file
+    from .config_file import config_path, read_config_file
 
     file_path, _ = config_path(path, os.environ)
     values = read_config_file(file_path, required=True).values

@@ -18,7 +18,8 @@ from helpers import KEY_ALIAS, replicate_key_in_moto
 import cloudchain
 from cloudchain import CloudChain, CloudChainConfigError, Config, table
 from cloudchain.clients import Clients
-from cloudchain.config_sources import load_config, unknown_keys
+from cloudchain.config_file import unknown_keys
+from cloudchain.config_sources import load_config
 from cloudchain.results import RegionSetup
 
 HOME, WEST, EU = "us-east-1", "us-west-2", "eu-west-1"

@@ -8,6 +8,7 @@ complete from the table. It is an optional extra: cloudchain[completion].
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -72,10 +73,8 @@ def _within_deadline(names: Callable[[], list[str]]) -> list[str]:
     found: list[list[str]] = []
 
     def run() -> None:
-        try:
+        with contextlib.suppress(Exception):  # completing must never print an error
             found.append(names())
-        except Exception:
-            pass
 
     thread = threading.Thread(target=run, name="cchain-complete", daemon=True)
     thread.start()
