@@ -169,7 +169,7 @@ def test_setup_with_create_key_on_a_fresh_table_and_alias_twice(emulator: Emulat
     args = ["--setup", "--create-key", "--table", "fresh", "--key-alias", "alias/fresh"]
     first = emulator.run(*args)
     assert first.code == 0
-    assert first.err == "cchain: table 'fresh' created\ncchain: key alias/fresh created\n"
+    assert first.err == "cchain: us-east-1 (home): table 'fresh' created; key alias/fresh created\n"
     second = emulator.run(*args)
     assert second.code == 0
     assert "already exists" in second.err

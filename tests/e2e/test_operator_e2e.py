@@ -110,7 +110,10 @@ def test_doctor_keeps_going_and_says_what_to_fix(emulator: Emulator, tmp_path: P
     found = {r["check"]: r for r in json.loads(result.out)}
     assert set(found["config"]) == {"check", "status", "detail", "fix"}
     assert (
-        found["config"]["status"] == "FAIL" and "[dynamo] regoin_name" in found["config"]["detail"]
+        found["config"]["status"] == "FAIL"
+        and f"{rc} line 3: cloudchain reads no key 'regoin_name' in [dynamo]; did you mean "
+        "region_name?"
+        in found["config"]["detail"]
     )
     assert found["table"]["status"] == "FAIL"
     assert "does not exist in region us-east-1" in found["table"]["detail"]
