@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .commands import SECTIONS
+from .commands.exec_argv import misplaced_after_exec, split_exec
 from .commands.spec import (
     CONFIG_FLAGS,
     CONFIGURATION,
@@ -101,15 +102,6 @@ def _given(value: object) -> bool:
     return value is not None and value is not False and value != ""
 
 
-def _split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    # Everything after --exec (and an optional --) is the command, never cchain's options.
-    if "--exec" not in argv:
-        return argv, None
-    at = argv.index("--exec")
-    command = argv[at + 1 :]
-    return argv[: at + 1], command[1:] if command[:1] == ["--"] else command
-
-
 def _check_usage(
     parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str] | None
 ) -> Action:
@@ -129,8 +121,10 @@ def _check_usage(
             parser.error(f"{option.flag} goes with {' or '.join(users)}")
     if action.name == "exec" and not command:
         parser.error("--exec needs a command: --exec -- CMD [ARGS...]")
-    if action.name == "import" and args.format == "env":
-        parser.error("--import reads json or dotenv")
+    if action.name == "save" and args.binary not in (None, False, True):
+        parser.error("--binary base64 goes with --export, --exec or --import")
+    if action.name != "save" and args.binary is True:
+        parser.error(f"{action.option.flag} --binary needs its encoding: --binary base64")
     if action.name == "save" and args.binary and args.save not in ("-", FROM_STDIN_OR_PROMPT):
         parser.error("--binary reads the secret from stdin: use --save - --binary")
     return action
@@ -220,8 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .commands.doctor import autocomplete
 
         autocomplete(parser)
-    own_argv, command = _split_exec(list(sys.argv[1:] if argv is None else argv))
+    given = list(sys.argv[1:] if argv is None else argv)
+    own_argv, command = split_exec(given)
     try:
+        misplaced = misplaced_after_exec(parser, given)
+        if misplaced:
+            parser.error(
+                f"{' '.join(misplaced)} after --exec would be taken as the command: put "
+                "cchain's options before --exec (cchain -e SERVICE [options] --exec -- CMD)"
+            )
         args = parser.parse_args(own_argv)
         action = _check_usage(parser, args, command)
     except SystemExit as exit:  # argparse's --help, --version and usage errors
