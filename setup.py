@@ -30,7 +30,7 @@ TEST = [
     "pytest>=7",
     "pytest-xdist>=3",
     "hypothesis>=6",
-    "python-dotenv>=1.0",
+    "python-dotenv>=1.2.3",  # the oldest that reads every dotenv cchain writes
     # The real AWS CLI, for the README's recovery recipe: a reader none of our code touches.
     "awscli>=1.29",
     "ruff>=0.6",

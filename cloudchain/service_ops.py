@@ -26,16 +26,27 @@ from .store import expired
 from .validation import (
     check_choice,
     check_comment,
-    check_new_row,
     check_service,
     check_tags,
-    secret_bytes,
+    import_entries,
+    shown,
 )
 from .writer import RowWriter, Why
 
 # progress(user, event) of an import: first the plan of each entry ("create", "change" or
 # "unchanged"), then "written" as each new version lands.
 ImportProgress = Callable[[str, str], None]
+
+
+# How many rows an error line names before it only counts the rest.
+NAMED_ROWS = 10
+
+
+def _some(users: tuple[str, ...]) -> str:
+    """Name users on one line, the first NAMED_ROWS of them, then how many more."""
+    named = ", ".join(shown(u) for u in users[:NAMED_ROWS])
+    more = len(users) - NAMED_ROWS
+    return named + (f" and {more} more" if more > 0 else "")
 
 
 class ServiceOperations:
@@ -116,10 +127,7 @@ class ServiceOperations:
         """Save each {user: secret} whose value differs from the current one, in parallel."""
         service = check_service(service)
         why = Why("import", check_comment(comment))
-        entries = {
-            check_new_row(service, user)[1]: secret_bytes(value, service, user)
-            for user, value in mapping.items()
-        }
+        entries = import_entries(service, mapping)
         key = None if dry_run else self._require_key(service)
         items = [i for i in self._service_items(service, self._home) if i.user in entries]
         current = parallel_map(
@@ -158,11 +166,14 @@ class ServiceOperations:
             parallel_map(write, writes, self._config.max_workers)
         except CloudChainError as err:
             result = ImportResult(actions=actions, written=tuple(sorted(written)))
+            missing = result.not_written
             raise IncompleteImportError(
                 f"import into {service} stopped: {len(result.written)} of {len(writes)} new "
-                f"versions written, {len(result.not_written)} not written; {err}",
+                f"versions written, {len(missing)} not written ({_some(missing)}); {err}",
                 written=result.written,
-                not_written=result.not_written,
+                not_written=missing,
+                hint="run the same import again to write the rest: what is already equal "
+                "is skipped",
             ) from err
         return ImportResult(actions=actions, written=tuple(sorted(written)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from .errors import ValidationError
 
@@ -96,6 +97,24 @@ def secret_bytes(secret: object, service: str, user: str) -> tuple[bytes, bool]:
             f"the secret for {service}/{user} is {len(data)} bytes; the limit is {MAX_SECRET_BYTES}"
         )
     return data, binary
+
+
+def import_entries(service: str, mapping: Mapping[str, object]) -> dict[str, tuple[bytes, bool]]:
+    """Check every entry of an import before any AWS call: {user: (bytes, binary)}.
+
+    Empty values are named all at once (an export's file may hold several); the first
+    other problem is named as a save would name it.
+    """
+    service = check_service(service)
+    empty = [u for u, v in mapping.items() if isinstance(v, (str, bytes)) and len(v) == 0]
+    if empty:
+        rows = ", ".join(f"{service}/{shown(u)}" for u in sorted(empty))
+        some = "secret for" if len(empty) == 1 else f"{len(empty)} secrets for"
+        raise ValidationError(f"the {some} {rows} must not be empty; nothing was written")
+    return {
+        check_new_row(service, user)[1]: secret_bytes(value, service, user)
+        for user, value in mapping.items()
+    }
 
 
 MAX_COMMENT = 256

@@ -31,7 +31,6 @@ NASTY_VALUES = {
 # written so that sh, bash and python-dotenv read it back exactly.
 DOTENV_REFUSED = {
     "dollar": "'${'",  # python-dotenv expands ${...} from the reader's environment
-    "backslash": "ends with a backslash",
     "quotes-and-dollars": "'${'",
     "crlf": "carriage return",
 }

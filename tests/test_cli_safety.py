@@ -83,8 +83,12 @@ def test_a_secret_too_large_for_the_environment_is_one_line_naming_it(
     cli.save("big", "cert", "x" * 200_000)
     assert main(["-e", "big", "--exec", "--", "true"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "CERT is 200006 bytes as an environment variable; the limit is 131072" in err
+    error, hint = err.splitlines()  # one error line and its hint, nothing else
+    assert error.startswith("cchain: error: cannot write 1 secret in the environment: ")
+    assert error.endswith(
+        "CERT (user 'cert') is 200006 bytes as an environment variable, over the limit of 131072"
+    )
+    assert hint == "cchain: hint: use --skip-unrepresentable to leave them out"
 
 
 # -- -o FILE is safe on anything a user can name --------------------------------------------------

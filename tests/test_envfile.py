@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
@@ -78,8 +83,8 @@ def test_dotenv_refuses_naming_the_variable_and_the_way_out(user: str) -> None:
     secrets = {user: NASTY[user]}
     with pytest.raises(CloudChainError, match=re.escape(DOTENV_REFUSED[user])) as info:
         render("dotenv", secrets, _names(secrets))
-    assert env_name(user) in str(info.value)
-    assert "--format env or --format json" in str(info.value)
+    assert f"{env_name(user)} (user {user!r}) holds" in str(info.value)
+    assert "--format env or --format json" in str(info.value.hint)
     assert NASTY[user] not in str(info.value)
 
 
@@ -91,7 +96,10 @@ def test_backtick_alone_is_single_quoted_in_dotenv() -> None:
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("it's `id`", "MIXED cannot be written as dotenv"), ("dos\r\nline", "carriage return")],
+    [
+        ("it's `id`", r"cannot write 1 secret as dotenv .*: MIXED \(user 'mixed'\) holds a quote"),
+        ("dos\r\nline", "MIXED \\(user 'mixed'\\) holds a carriage return"),
+    ],
 )
 def test_dotenv_refuses_what_sh_and_dotenv_cannot_both_read(value: str, message: str) -> None:
     secrets = {"mixed": value}
@@ -117,11 +125,7 @@ def test_any_dotenv_value_we_write_reads_back_in_python_dotenv(value: str) -> No
     except CloudChainError:
         # The documented rule (cloudchain.envfile), and nothing else, refuses a value.
         quoted = "'" in value or "\\" in value
-        assert (
-            "\r" in value
-            or "${" in value
-            or (quoted and ("$" in value or "`" in value or value.endswith("\\")))
-        )
+        assert "\r" in value or "${" in value or (quoted and ("$" in value or "`" in value))
         return
     assert dotenv_values(stream=io.StringIO(text)) == {"U": value}
     assert parse_dotenv(text) == {"U": value}
@@ -181,3 +185,62 @@ def test_parsing_takes_linear_time_on_a_one_megabyte_line(line: str) -> None:
     started = time.perf_counter()
     parse_dotenv(line + "\n")
     assert time.perf_counter() - started < 1.0
+
+
+def test_render_names_every_value_it_refuses_in_one_error_for_the_agent_too() -> None:
+    secrets: dict[str, str | bytes] = {"cert": b"\x00", "a": "${X}", "b": "ok", "c": "x\ry"}
+    with pytest.raises(CloudChainError) as info:
+        render("dotenv", secrets, env_names("svc", secrets))
+    message = str(info.value)
+    assert message.startswith("cannot write 3 secrets as dotenv")
+    assert "A (user 'a') holds '${'" in message
+    assert "C (user 'c') holds a carriage return" in message
+    assert "CERT (user 'cert') is a binary secret" in message
+    assert "\n" not in message and "${X}" not in message
+    assert info.value.hint is not None and "--skip-unrepresentable" in info.value.hint
+
+
+def test_every_group_of_users_on_one_name_is_named_at_once() -> None:
+    with pytest.raises(CloudChainError) as info:
+        env_names("app", ["a-b", "A_B", "a.b", "x", "c-d", "C_D"])
+    assert str(info.value) == (
+        "users 'A_B', 'a-b' and 'a.b' of service app all map to the variable A_B; "
+        "users 'C_D' and 'c-d' of service app both map to the variable C_D; "
+        "rename all but one of each"
+    )
+
+
+TRAILING_BACKSLASHES = ["C:\\dir\\", "it's\\", 'say "\\"\\', "\\", "two\\\\", "a\nb\\"]
+
+
+def test_a_value_ending_in_a_backslash_reads_back_in_dash_bash_and_python_dotenv(
+    tmp_path: Path,
+) -> None:
+    secrets = {f"v{n}": value for n, value in enumerate(TRAILING_BACKSLASHES)}
+    names = env_names("svc", secrets)
+    text = render("dotenv", secrets, names)
+    expected = {names[user]: value for user, value in secrets.items()}
+    path = tmp_path / "app.env"
+    path.write_text(text + "AFTER='sentinel'\n")  # a misread would swallow the next line
+    expected["AFTER"] = "sentinel"
+    assert dict(dotenv_values(path)) == expected
+    assert parse_dotenv(path.read_text()) == expected
+    printer = "import json, os, sys; print(json.dumps({k: os.environ[k] for k in sys.argv[1:]}))"
+    for shell in ("dash", "bash"):
+        proc = subprocess.run(
+            [shell, "-c", 'set -a; . "$1"; shift; exec "$@"', shell, str(path), sys.executable,
+             "-c", printer, *expected],
+            capture_output=True, text=True, check=True, env={"PATH": os.environ["PATH"]},
+        )  # fmt: skip
+        assert json.loads(proc.stdout) == expected, shell
+
+
+OLDEST_DOTENV = "1.2.3"
+
+
+def test_oldest_python_dotenv_reading_our_dotenv_is_pinned_installed_and_documented() -> None:
+    root = Path(__file__).parents[1]
+    assert f'"python-dotenv>={OLDEST_DOTENV}"' in (root / "setup.py").read_text()
+    installed = tuple(int(part) for part in importlib.metadata.version("python-dotenv").split("."))
+    assert installed >= tuple(int(part) for part in OLDEST_DOTENV.split("."))
+    assert f"python-dotenv {OLDEST_DOTENV} or later" in (root / "docs/operations.md").read_text()

@@ -243,7 +243,12 @@ SECTION = Section(
             "--save: only if the current version is N (0: only if new); else exit 4",
             {"type": int, "metavar": "N"},
         ),
-        Option(("--binary",), "--save: store stdin's bytes exactly, as binary"),
+        Option(
+            ("--binary",),
+            "--save: store stdin's bytes exactly, as binary; --export, --exec, --import: "
+            "base64, binary secrets as base64 text named NAME_B64",
+            {"nargs": "?", "const": True, "choices": ("base64",), "metavar": "base64"},
+        ),
         Option(("-n", "--no-newline"), "--read: no newline after the secret"),
         Option(("--secret-version",), "--read: read version N", {"type": int, "metavar": "N"}),
         Option(

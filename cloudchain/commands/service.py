@@ -10,16 +10,21 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..envfile import (
+from ..errors import CloudChainError, IncompleteImportError, ValidationError
+from ..formats import (
+    Refused,
     check_loader_variables,
     check_prefix,
+    decode_base64_variables,
+    describe,
     env_names,
+    environment,
+    import_format,
     parse_import,
-    render,
-    text_for_environment,
+    render_export,
+    users_for_variables,
 )
-from ..errors import CloudChainError, IncompleteImportError
-from ..validation import shown
+from ..validation import import_entries, shown
 from .io import info, read_file, utf8_text, warn, write_output, write_stdout
 from .secrets import tags_of
 from .spec import (
@@ -42,9 +47,16 @@ PRISTINE_KEEP = ("PATH", "HOME", "USER", "LANG", "TERM", "TZ")
 def _variables(inv: Invocation, secrets: Mapping[str, Secret]) -> dict[str, str]:
     """Map each user to its variable name, refusing loader variables not allowed."""
     args = inv.args
-    names = env_names(args.service, list(secrets), check_prefix(args.prefix))
+    base64 = [u for u, v in secrets.items() if isinstance(v, bytes)] if args.binary else []
+    names = env_names(args.service, secrets, check_prefix(args.prefix), base64=base64)
     check_loader_variables(args.service, names, set(args.allow_env or ()))
     return names
+
+
+def _warn_skipped(service: str, skipped: tuple[Refused, ...], where: str) -> None:
+    if skipped:
+        warn(f"left out {len(skipped)} secrets of {service} that cannot go {where}: "
+             f"{describe(skipped)}")  # fmt: skip
 
 
 def export(inv: Invocation) -> int:
@@ -54,9 +66,14 @@ def export(inv: Invocation) -> int:
     check_prefix(args.prefix)
     secrets = inv.export(args.service, tags_of(args.tag))
     names = {} if fmt == "json" else _variables(inv, secrets)
-    text = render(fmt, secrets, names)  # fully rendered before any output: no partial export
-    written = f"exported {len(secrets)} secrets of {args.service} to {args.output}"
-    write_output(args.output, text, written)
+    # Fully rendered before any output: no partial export.
+    exported = render_export(
+        fmt, secrets, names, binary_base64=bool(args.binary), skip=args.skip_unrepresentable
+    )
+    _warn_skipped(args.service, exported.skipped, f"in {fmt}")
+    count = len(secrets) - len(exported.skipped)
+    written = f"exported {count} secrets of {args.service} to {args.output}"
+    write_output(args.output, exported.text, written)
     return EXIT_OK
 
 
@@ -84,7 +101,10 @@ def exec_command(inv: Invocation) -> int:
         env = {key: os.environ[key] for key in PRISTINE_KEEP if key in os.environ}
     else:
         env = dict(os.environ)
-    additions = {name: text_for_environment(name, secrets[user]) for user, name in names.items()}
+    additions, skipped = environment(
+        secrets, names, binary_base64=bool(args.binary), skip=args.skip_unrepresentable
+    )
+    _warn_skipped(args.service, skipped, "in the environment")
     for name in sorted(additions):
         if name in env:
             warn(f"{name} from service {args.service} overrides an inherited variable")
@@ -120,7 +140,7 @@ class ImportReport:
             else:
                 self.planned[user] = event
 
-    def as_json(self, service: str) -> str:
+    def as_json(self, service: str, mapped: Mapping[str, str] | None = None) -> str:
         with self._lock:
             written = set(self.written)
             report = {
@@ -130,15 +150,38 @@ class ImportReport:
                 "not_written": sorted(
                     u for u, a in self.planned.items() if a != "unchanged" and u not in written
                 ),
+                "mapped": dict(sorted((mapped or {}).items())),
             }
         return json.dumps(report, ensure_ascii=False) + "\n"
 
 
-def import_file(inv: Invocation) -> int:
-    """Save each entry of a JSON or dotenv file into a service."""
+def _entries(inv: Invocation) -> tuple[dict[str, Secret], dict[str, str]]:
+    """The import file's entries by user, and {variable: user} for the variables of a dotenv
+    or env file that name a user otherwise (ALICE: alice, as --export names her)."""
     args = inv.args
     data = read_file(args.import_file, "the import file")
-    mapping = parse_import(utf8_text(data, f"the import file {args.import_file}"), args.format)
+    text = utf8_text(data, f"the import file {args.import_file}")
+    fmt = import_format(text, args.format)
+    entries = parse_import(text, fmt)
+    if fmt == "json":
+        if args.prefix:
+            raise ValidationError("--prefix goes with dotenv and env imports: JSON keys are users")
+        return entries, {}
+    prefix = check_prefix(args.prefix)
+    if args.binary:
+        entries = decode_base64_variables(entries)
+    import_entries(args.service, entries)  # every bad entry refused before any AWS call
+    existing = [entry.user for entry in inv.chain.list(args.service)]
+    users = users_for_variables(args.service, entries, existing, prefix)
+    mapped = {variable: user for variable, user in users.items() if variable != user}
+    return {users[variable]: value for variable, value in entries.items()}, mapped
+
+
+def import_file(inv: Invocation) -> int:
+    """Save each entry of a JSON, dotenv or env file into a service."""
+    args = inv.args
+    mapping, mapped = _entries(inv)
+    source = {user: variable for variable, user in mapped.items()}
     report = ImportReport()
     try:
         result = inv.chain.import_secrets(
@@ -149,6 +192,10 @@ def import_file(inv: Invocation) -> int:
             write_stdout(report.as_json(args.service))
         else:
             write_stdout("".join(f"not-written\t{shown(user)}\n" for user in err.not_written))
+        err.hint = (
+            f"every one of the {len(err.not_written)} not written is listed on stdout; "
+            "run the same import again to write them: what is already equal is skipped"
+        )
         raise
     except KeyboardInterrupt:
         if args.json:
@@ -160,11 +207,14 @@ def import_file(inv: Invocation) -> int:
         raise
     counts = f"{result.created} created, {result.changed} changed, {result.unchanged} unchanged"
     if args.json:
-        write_stdout(report.as_json(args.service))
+        write_stdout(report.as_json(args.service, mapped))
     if args.dry_run:
         planned = [(a, u) for u, a in result.actions.items() if a != "unchanged"]
         if not args.json:
-            write_stdout("".join(f"{action}\t{shown(user)}\n" for action, user in planned))
+            write_stdout("".join(
+                f"{action}\t{shown(user)}" + (f"\tfrom {source[user]}" if user in source else "")
+                + "\n" for action, user in planned
+            ))  # fmt: skip
         info(f"dry run, nothing written: would be {counts}")
     else:
         info(f"imported into {args.service}: {counts}")
@@ -180,7 +230,15 @@ SECTION = Section(
             "print every secret of -e",
             export,
             needs="service",
-            accepts=("format", "output", "prefix", "allow_env", "tag"),
+            accepts=(
+                "format",
+                "output",
+                "prefix",
+                "allow_env",
+                "tag",
+                "binary",
+                "skip_unrepresentable",
+            ),
         ),
         Action(
             "exec",
@@ -188,23 +246,24 @@ SECTION = Section(
             "-- CMD [ARGS...]: run CMD with -e's secrets in its environment (must come last)",
             exec_command,
             needs="service",
-            accepts=("prefix", "pristine", "allow_env", "tag"),
+            accepts=("prefix", "pristine", "allow_env", "tag", "binary", "skip_unrepresentable"),
         ),
         Action(
             "import",
             ("--import",),
-            "save a JSON object {user: secret} or a dotenv file ('-': stdin) into -e",
+            "save a JSON object {user: secret}, a dotenv or an env file ('-': stdin) into -e",
             import_file,
             needs="service",
             changes="service",
-            accepts=("format", "dry_run", "json", "comment"),
+            accepts=("format", "dry_run", "json", "comment", "prefix", "binary"),
             kwargs={"dest": "import_file", "metavar": "FILE"},
         ),
     ),
     options=(
         Option(
             ("--format",),
-            "--export: json (default), dotenv or env; --import: json or dotenv (default: detect)",
+            "--export: json (default), dotenv or env; --import: the same (default: json or "
+            "dotenv, detected)",
             {"choices": ("json", "dotenv", "env")},
         ),
         Option(
@@ -214,10 +273,16 @@ SECTION = Section(
         ),
         Option(
             ("--prefix",),
-            "--export, --exec: prefix for variable names",
+            "--export, --exec: prefix for variable names; --import: the prefix a dotenv or env "
+            "file's names carry",
             {"default": "", "metavar": "PREFIX"},
         ),
         Option(("--pristine",), "--exec: start from an empty environment"),
+        Option(
+            ("--skip-unrepresentable",),
+            "--export, --exec: leave out, with a warning naming them, the secrets the format "
+            "or the environment cannot carry",
+        ),
         Option(
             ("--dry-run",),
             "--import: show what would change, write nothing; --render: list what it reads",

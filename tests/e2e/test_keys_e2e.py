@@ -65,7 +65,8 @@ def test_export_of_binary_secrets(emulator: Emulator) -> None:
     for fmt in ("dotenv", "env"):
         refused = emulator.run("-e", "app", "--export", "--format", fmt)
         assert (refused.code, refused.out) == (1, "")
-        assert "CERT is a binary secret" in refused.err
+        assert "CERT (user 'cert') is a binary secret" in refused.err
+        assert "--binary base64" in refused.err
     copy = emulator.run("-e", "copy", "--import", "-", stdin=exported.out)
     assert copy.code == 0, copy.err
     assert chain.read("copy", "cert") == b"\x00\x01binary"

@@ -69,7 +69,7 @@ def test_export_dotenv_reads_back_in_python_dotenv_sh_and_bash(
         assert _read_back_in_shell(shell, "set -a; .", path, EXPECTED_DOTENV) == EXPECTED_DOTENV
     refused = nasty.run("-e", "app", "--export", "--format", "dotenv")
     assert (refused.code, refused.out) == (1, "")
-    assert "cannot be written as dotenv" in refused.err
+    assert "cannot write 3 secrets as dotenv that sh, bash and python-dotenv" in refused.err
 
 
 def test_export_env_evals_exactly_in_sh_and_bash(nasty: Emulator, tmp_path: Path) -> None:
@@ -287,7 +287,8 @@ def test_dotenv_reads_back_exactly_whatever_the_reader_environment_holds(
     _chain(emulator).import_secrets("mixed", {"price": "it's $5", "cchain_literal_dollar": "x"})
     refused = emulator.run("-e", "mixed", "--export", "--format", "dotenv")
     assert (refused.code, refused.out) == (1, "")
-    assert "PRICE cannot be written as dotenv" in refused.err
+    assert "as dotenv that sh, bash and python-dotenv all read back exactly: " in refused.err
+    assert "PRICE (user 'price') holds a quote or backslash together with '$'" in refused.err
 
 
 # -- -o FILE on special files --------------------------------------------------------------------
@@ -331,7 +332,8 @@ def test_an_import_that_fails_part_way_says_what_was_not_written_and_a_rerun_fin
         )  # fmt: skip
     assert failed.code == 1
     err = failed.err.splitlines()
-    assert len(err) == 1 and err[0].startswith("cchain: error: import into imp stopped: ")
+    assert len(err) == 2 and err[0].startswith("cchain: error: import into imp stopped: ")
+    assert err[1].startswith("cchain: hint: every one of the ")
     assert "imp/k07" in err[0] and "access denied" in err[0]
     written = {e.user for e in _chain(emulator).list("imp")}
     not_written = {line.split("\t")[1] for line in failed.out.splitlines()}
@@ -343,6 +345,31 @@ def test_an_import_that_fails_part_way_says_what_was_not_written_and_a_rerun_fin
     assert rerun.code == 0, rerun.err
     assert f"{len(not_written)} created, 0 changed, {len(written)} unchanged" in rerun.err
     assert _chain(emulator).export("imp") == entries
+
+
+def test_a_partial_import_names_every_row_it_did_not_write(emulator: Emulator) -> None:
+    entries = {f"k{n:02d}": f"v{n}" for n in range(30)}
+
+    def deny_k07(operation: str, count: int, body: bytes) -> str:
+        return "denied" if operation == "PutItem" and b'"k07"' in body else "forward"
+
+    with FaultProxy(int(emulator.url.rsplit(":", 1)[1]), deny_k07) as proxy:
+        failed = emulator.run(
+            "-e", "imp", "--import", "-", "--max-workers", "1", stdin=json.dumps(entries),
+            env={"CLOUDCHAIN_ENDPOINT_URL": proxy.url},
+        )  # fmt: skip
+    assert failed.code == 1
+    error, hint = failed.err.splitlines()  # one error line, one hint, nothing else
+    missing = [f"k{n:02d}" for n in range(7, 30)]  # one worker: k00-k06 landed, k07 failed
+    assert error.startswith(
+        "cchain: error: import into imp stopped: 7 of 30 new versions written, 23 not written "
+        f"({', '.join(missing[:10])} and 13 more); "
+    )
+    assert hint == (
+        "cchain: hint: every one of the 23 not written is listed on stdout; run the same "
+        "import again to write them: what is already equal is skipped"
+    )
+    assert failed.out == "".join(f"not-written\t{user}\n" for user in missing)
 
 
 def test_save_from_an_endless_stdin_stops_at_its_limit(emulator: Emulator) -> None:
