@@ -27,7 +27,7 @@ NASTY_VALUES = {
     "dollars-no-brace": 'pa$$word $HOME $(id) `id` "q"',
     "quote-and-backslash": 'it\'s "q" C:\\dir\\x',
 }
-# What dotenv refuses, each for its reason (see cloudchain.envfile): every other value above is
+# What dotenv refuses, each for its reason (see cloudchain.formats.dotenv): every other value above is
 # written so that sh, bash and python-dotenv read it back exactly.
 DOTENV_REFUSED = {
     "dollar": "'${'",  # python-dotenv expands ${...} from the reader's environment

@@ -27,6 +27,7 @@ from cloudchain.envfile import (
     parse_import,
     render,
 )
+from cloudchain.formats import users_for_variables
 
 NASTY = NASTY_VALUES
 
@@ -123,7 +124,7 @@ def test_any_dotenv_value_we_write_reads_back_in_python_dotenv(value: str) -> No
     try:
         text = render("dotenv", {"u": value}, {"u": "U"})
     except CloudChainError:
-        # The documented rule (cloudchain.envfile), and nothing else, refuses a value.
+        # The documented rule (cloudchain.formats.dotenv), and nothing else, refuses a value.
         quoted = "'" in value or "\\" in value
         assert "\r" in value or "${" in value or (quoted and ("$" in value or "`" in value))
         return
@@ -244,3 +245,21 @@ def test_oldest_python_dotenv_reading_our_dotenv_is_pinned_installed_and_documen
     installed = tuple(int(part) for part in importlib.metadata.version("python-dotenv").split("."))
     assert installed >= tuple(int(part) for part in OLDEST_DOTENV.split("."))
     assert f"python-dotenv {OLDEST_DOTENV} or later" in (root / "docs/operations.md").read_text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+        st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), min_size=1),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_env_export_reads_back_through_the_env_import_onto_the_same_users(
+    secrets: dict[str, str],
+) -> None:
+    names = env_names("svc", secrets, "APP_")
+    variables = parse_import(render("env", secrets, names), "env")
+    users = users_for_variables("svc", variables, secrets, "APP_")
+    assert {users[name]: value for name, value in variables.items()} == secrets

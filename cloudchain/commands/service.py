@@ -55,7 +55,7 @@ def _variables(inv: Invocation, secrets: Mapping[str, Secret]) -> dict[str, str]
 
 def _warn_skipped(service: str, skipped: tuple[Refused, ...], where: str) -> None:
     if skipped:
-        warn(f"left out {len(skipped)} secrets of {service} that cannot go {where}: "
+        warn(f"left out {len(skipped)} secrets of {shown(service)} that cannot go {where}: "
              f"{describe(skipped)}")  # fmt: skip
 
 
