@@ -143,6 +143,22 @@ def test_exec_pristine_keeps_only_the_basic_variables(emulator: Emulator) -> Non
     assert names <= {"PATH", "HOME", "USER", "LANG", "TERM", "TZ", "X_TOKEN"}
 
 
+def test_cchain_options_after_exec_are_a_usage_error_not_a_missing_command(
+    emulator: Emulator,
+) -> None:
+    _chain(emulator).import_secrets("web", {"token": "t0k3n"})
+    refused = emulator.run("-e", "web", "--exec", "--pristine", "--", "env")
+    assert (refused.code, refused.out) == (2, "")
+    assert refused.err.splitlines()[-1] == (
+        "cchain: error: --pristine after --exec would be taken as the command: put cchain's "
+        "options before --exec (cchain -e SERVICE [options] --exec -- CMD)"
+    )
+    for args in (["--exec", "--", "env"], ["--exec", "env", "FOO=bar"]):
+        ran = emulator.run("-e", "web", *args)
+        assert ran.code == 0, ran.err
+        assert "TOKEN=t0k3n" in ran.out.splitlines()
+
+
 def test_exec_of_a_missing_command_exits_127(emulator: Emulator) -> None:
     _chain(emulator).import_secrets("app", {"token": "t"})
     result = emulator.run("-e", "app", "--exec", "--", "no-such-command-xyz")
