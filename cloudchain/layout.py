@@ -323,12 +323,14 @@ def summary_of(item: dict[str, Any]) -> RowSummary:
     context = (_string(item, CONTEXT) or "").split(",")
     binary = bool(item.get(BINARY, {}).get("BOOL", False))
     expires = item.get(EXPIRES_AT, {}).get("N")
+    deleted = _string(item, ACTION) == DELETE
     return RowSummary(
         service=item[SERVICE]["S"],
         user=item[USERNAME]["S"],
-        # A display hint; reads decide from the whole item (see decode).
-        legacy=context == [""] or (binary and BINARY not in context),
-        deleted=_string(item, ACTION) == DELETE,
+        # A display hint; reads decide from the whole item (see decode). A delete's record holds
+        # no ciphertext, so no context either: that is not a legacy row.
+        legacy=not deleted and (context == [""] or (binary and BINARY not in context)),
+        deleted=deleted,
         saved_at=_string(item, SAVED_AT),
         saved_by=_string(item, SAVED_BY),
         expires_at=int(expires) if expires and expires.isdigit() else None,

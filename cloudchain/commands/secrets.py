@@ -61,7 +61,10 @@ def iso(epoch: int | None) -> str:
         return "-"
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # a stored time no calendar holds
+        return str(epoch)
 
 
 def save(inv: Invocation) -> int:
@@ -110,7 +113,7 @@ def list_secrets(inv: Invocation) -> int:
         write_stdout(json.dumps(rows, ensure_ascii=False) + "\n")
     elif args.deleted:
         write_stdout("".join(
-            f"{shown(e.service)}\t{shown(e.user)}\t{e.deleted_at or '-'}\t"
+            f"{shown(e.service)}\t{shown(e.user)}\t{shown(e.deleted_at or '-')}\t"
             f"{shown(e.deleted_by or '-')}\t{iso(e.expires_at)}\n"
             for e in entries
         ))  # fmt: skip
@@ -166,7 +169,7 @@ def tags(inv: Invocation) -> int:
     if args.json:
         write_stdout(json.dumps(current, ensure_ascii=False, sort_keys=True) + "\n")
     else:
-        write_stdout("".join(f"{k}={shown(v)}\n" for k, v in sorted(current.items())))
+        write_stdout("".join(f"{shown(k)}={shown(v)}\n" for k, v in sorted(current.items())))
     return EXIT_OK
 
 

@@ -24,7 +24,8 @@ def history(inv: Invocation) -> int:
         write_stdout(json.dumps(rows, ensure_ascii=False) + "\n")
     else:
         write_stdout("".join(
-            f"{v.version}\t{v.saved_at or '-'}\t{shown(v.saved_by or '-')}\t{v.action or '-'}\t"
+            f"{v.version}\t{shown(v.saved_at or '-')}\t{shown(v.saved_by or '-')}\t"
+            f"{shown(v.action or '-')}\t"
             f"{shown(v.comment or '-')}\n"
             for v in versions
         ))  # fmt: skip
