@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ..errors import CloudChainError, ValidationError
 from ..validation import shown
 from .io import info, warn, write_stdout
 from .spec import EXIT_OK, Action, Invocation, Option, Section
+
+# Enough for any answer to a yes/no question; a longer line is not a yes.
+MAX_ANSWER_BYTES = 64
 
 
 def history(inv: Invocation) -> int:
@@ -42,16 +46,24 @@ def rollback(inv: Invocation) -> int:
 
 
 def _confirmed(service: str, user: str) -> bool:
-    """On a terminal, ask before printing secret values."""
+    """On a terminal, ask the controlling terminal before printing secret values; without one
+    to ask, the answer is no."""
     if not sys.stdout.isatty():
         return True
     try:
-        with open("/dev/tty", "r+") as tty:
-            tty.write(f"Print both values of {shown(service)}/{shown(user)} in clear? [y/N] ")
-            tty.flush()
-            return tty.readline().strip().lower() in ("y", "yes")
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
     except OSError:
         return False
+    # Unbuffered: a terminal is not seekable, and a buffered "r+" file object insists on it.
+    with open(fd, "r+b", buffering=0) as tty:
+        try:
+            tty.write(
+                f"Print both values of {shown(service)}/{shown(user)} in clear? [y/N] ".encode()
+            )
+            answer = tty.readline(MAX_ANSWER_BYTES)
+        except OSError:
+            return False
+    return answer.strip().lower() in (b"y", b"yes")
 
 
 def diff(inv: Invocation) -> int:
