@@ -172,9 +172,44 @@ def test_output_is_flushed_to_disk_before_it_is_renamed_into_place(
     events: list[str] = []
     fsync, replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or fsync(fd))
-    monkeypatch.setattr(os, "replace", lambda a, b: events.append("replace") or replace(a, b))
+    monkeypatch.setattr(
+        os, "replace", lambda a, b, **at: events.append("replace") or replace(a, b, **at)
+    )
     assert main(_export_to(str(tmp_path / "out.env"))) == 0
     assert events[:2] == ["fsync", "replace"]
+
+
+def test_the_temp_file_has_a_new_unpredictable_name_each_time(
+    exported: CloudChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temps: list[str] = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b, **at: temps.append(a) or replace(a, b, **at))
+    for _ in range(2):
+        assert main(_export_to(str(tmp_path / "out.env"))) == 0
+    assert len(set(temps)) == 2
+    for temp in temps:
+        assert temp.startswith(".out.env.") and str(os.getpid()) not in temp
+        assert len(temp.split(".")[-2]) == 16  # 64 random bits
+
+
+@pytest.mark.parametrize("action", [["-e", "app", "--export"], ["--render", "-"]])
+def test_a_refused_output_is_refused_before_any_secret_is_read(
+    cli: CloudChain,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    action: list[str],
+) -> None:
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b'{{ secret("app", "x") }}')))
+    # No such secret: reading it first would exit 3 naming it.
+    assert main([*action, "-o", str(open_dir / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "not sticky" in err and err.count("\n") == 1
+    assert list(open_dir.iterdir()) == []
 
 
 # -- bounded input, printable output -------------------------------------------------------------

@@ -1,19 +1,15 @@
 """Input and output for cchain: stdout, messages on stderr, bounded stdin, and files.
 
-Files that receive secrets are written so that nothing else can read them on the way:
-a regular file is replaced atomically by a 0600 file that was flushed to disk first; anything
-else a user can name (a FIFO, a device, /dev/stdout, a process substitution) is written
-through in place, never replaced by a regular file.
+Files that receive secrets (-o) are written by outfile.py, so that no other user can read or
+redirect them on the way.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
-from pathlib import Path
 
-from ..errors import CloudChainError, ValidationError
+from ..errors import ValidationError
+from .outfile import write_private_file
 from .spec import PROG
 
 # The most bytes cchain reads from a file or stdin that holds many secrets (--import).
@@ -77,72 +73,3 @@ def write_output(output: str | None, text: str, written: str) -> None:
         info(written)
     else:
         write_stdout(text)
-
-
-def write_private_file(path: str, data: str | bytes) -> None:
-    """Write data to path so that only its owner can read it (see the module docstring)."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        target = Path(path)
-        try:
-            mode = os.stat(target).st_mode
-        except FileNotFoundError:
-            mode = None
-        if mode is not None and stat.S_ISDIR(mode):
-            raise CloudChainError(f"cannot write {path}: it is a directory")
-        if mode is not None and not stat.S_ISREG(mode):
-            _write_in_place(target, payload)
-            return
-        if mode is not None and _names_an_open_file(target):
-            _write_in_place(target, payload)  # /dev/stdout, /dev/fd/N: the caller's open file
-            return
-        # A symbolic link to a regular file: replace the file it names, keep the link.
-        _replace_atomically(Path(os.path.realpath(target)), payload)
-    except OSError as err:
-        raise CloudChainError(f"cannot write {path}: {err.strerror or err}") from None
-
-
-def _names_an_open_file(path: Path) -> bool:
-    """Whether path is, or links through, /dev or /proc (as /dev/stdout -> /proc/self/fd/1)."""
-    current = os.path.abspath(path)
-    for _ in range(40):
-        if current.startswith(("/dev/", "/proc/")):
-            return True
-        if not os.path.islink(current):
-            return False
-        current = os.path.join(os.path.dirname(current), os.readlink(current))
-    return False
-
-
-def _write_in_place(target: Path, payload: bytes) -> None:
-    with open(target, "wb") as handle:
-        handle.write(payload)
-
-
-def _replace_atomically(target: Path, payload: bytes) -> None:
-    import tempfile
-
-    folder = target.parent
-    if not folder.is_dir():
-        raise CloudChainError(f"cannot write {target}: the directory {folder} does not exist")
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    try:  # the rename itself survives a crash once the directory is on disk too
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

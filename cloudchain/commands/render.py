@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .io import read_file, utf8_text, write_output, write_stdout
+from .outfile import check_output
 from .spec import EXIT_OK, Action, Invocation, Section
 
 # Far more than any configuration file a template renders.
@@ -22,6 +23,8 @@ def render_template(inv: Invocation) -> int:
         lines += [f"computed\tline {line}" for line in computed]
         write_stdout("".join(f"{line}\n" for line in lines))
         return EXIT_OK
+    if args.output:
+        check_output(args.output)  # refused before a secret is read; checked again on writing
     text = render(inv.chain, source, name)  # whole before any of it is written
     write_output(args.output, text, f"rendered {name} to {args.output}")
     return EXIT_OK

@@ -22,6 +22,7 @@ from ..formats import (
 from ..validation import shown
 from .importing import import_file
 from .io import info, warn, write_output
+from .outfile import check_output
 from .secrets import tags_of
 from .spec import (
     EXIT_CANNOT_EXECUTE,
@@ -60,6 +61,8 @@ def export(inv: Invocation) -> int:
     args = inv.args
     fmt = args.format or "json"
     check_prefix(args.prefix)
+    if args.output:
+        check_output(args.output)  # refused before a secret is read; checked again on writing
     secrets = inv.export(args.service, tags_of(args.tag))
     names = {} if fmt == "json" else _variables(inv, secrets)
     # Fully rendered before any output: no partial export.
