@@ -11,8 +11,10 @@ reaches it, once. The sandbox (ImmutableSandboxedEnvironment) refuses Python int
 `''.__class__.__mro__`, and StrictUndefined makes a misspelt name an error instead of an empty
 string. Jinja2 comes in the cloudchain[template] extra.
 
-An error message never quotes a secret: Jinja2's own message is withheld when it holds any
-value the template read, and it is never chained into a traceback.
+An error message never quotes a secret: once the template has read one, Jinja2's message is
+withheld (only the template line and the kind of error are said), Python's own messages (which
+name internals) are never shown, and nothing is chained into a traceback. Rendering is bounded
+in output, time and memory (render_limits.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CloudChainConfigError, CloudChainError, ValidationError
 from .parallel import parallel_map
+from .render_limits import Budget, LimitExceeded, RenderLimits, bounded_environment, process_bounds
 
 if TYPE_CHECKING:
     from .chain import CloudChain
@@ -56,13 +59,6 @@ def _jinja() -> Any:
     return jinja2
 
 
-def _environment() -> Any:
-    jinja2 = _jinja()
-    return jinja2.sandbox.ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-    )
-
-
 def _template_line(tb: TracebackType | None, name: str) -> int | None:
     """The template line an error came from (Jinja2 puts template frames in tracebacks)."""
     line = None
@@ -73,18 +69,18 @@ def _template_line(tb: TracebackType | None, name: str) -> int | None:
     return line
 
 
-def _parse(source: str, name: str) -> tuple[Any, Any]:
-    env = _environment()
+def _parse(source: str, name: str) -> Any:
     jinja2 = _jinja()
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment()
     try:
-        return env, env.parse(source, name=name)
+        return env.parse(source, name=name)
     except jinja2.TemplateSyntaxError as err:
         raise ValidationError(f"template {name} line {err.lineno}: {err.message}") from None
 
 
 def wanted(source: str, name: str) -> tuple[list[Wanted], list[int]]:
     """Return what a template reads through literal calls, and the lines of computed calls."""
-    _, ast = _parse(source, name)
+    ast = _parse(source, name)
     nodes = _jinja().nodes
     found: list[Wanted] = []
     computed: list[int] = []
@@ -147,33 +143,100 @@ class _Secrets:
         ]
 
 
-def render(chain: CloudChain, source: str, name: str) -> str:
-    """Render a template with the secrets it reads; raise before returning anything."""
-    env, _ = _parse(source, name)
+def _functions(fetched: _Secrets) -> dict[str, Any]:
+    """secret() and services(), checking their arguments themselves: a wrong call is named in
+    the template's own terms, never as a Python function's internals."""
+
+    def secret(*args: Any, **kwargs: Any) -> Any:
+        version = kwargs.pop("version", args[2] if len(args) == 3 else None)
+        if (
+            len(args) not in (2, 3)
+            or kwargs
+            or not all(isinstance(a, str) for a in args[:2])
+            or not (version is None or (isinstance(version, int) and not isinstance(version, bool)))
+        ):
+            raise _Misuse('secret() takes a service and a user, as text, and version=N: '
+                          'secret("service", "user")')  # fmt: skip
+        return fetched.fetch(Wanted(args[0], args[1], version))
+
+    def services(*args: Any, **kwargs: Any) -> Any:
+        if len(args) != 1 or kwargs or not isinstance(args[0], str):
+            raise _Misuse('services() takes one service name, as text: services("service")')
+        return dict(fetched.fetch(Wanted(args[0])))
+
+    return {"secret": secret, "services": services}
+
+
+class _Misuse(Exception):
+    """secret() or services() called with arguments they do not take."""
+
+
+# What each kind of runtime error means, said without its message.
+_KINDS = {
+    "UndefinedError": "an undefined name, attribute or key",
+    "SecurityError": "an unsafe operation, refused by the sandbox",
+    "TypeError": "an operation on the wrong type",
+    "ValueError": "a bad value",
+    "KeyError": "a missing key",
+    "IndexError": "an index out of range",
+    "ZeroDivisionError": "a division by zero",
+    "OverflowError": "a number or range too large",
+    "AttributeError": "a missing attribute",
+}
+
+
+def _kind(err: BaseException) -> str:
+    name = type(err).__name__
+    return f"{name} ({_KINDS[name]})" if name in _KINDS else name
+
+
+def render(chain: CloudChain, source: str, name: str, limits: RenderLimits | None = None) -> str:
+    """Render a template with the secrets it reads, within limits (see render_limits); raise
+    before returning anything."""
+    _parse(source, name)
+    budget = Budget(limits or RenderLimits())
+    env = bounded_environment(budget)
     literal, _ = wanted(source, name)
     fetched = _Secrets(chain)
     parallel_map(fetched.fetch, literal, chain.config.max_workers)
-    env.globals.update(
-        secret=lambda service, user, version=None: fetched.fetch(Wanted(service, user, version)),
-        services=lambda service: dict(fetched.fetch(Wanted(service))),
-    )
+    env.globals.update(_functions(fetched))
     jinja2 = _jinja()
     # Compiled with the template's name as its file name: Jinja2 then puts the template's own
     # lines into a traceback, which is how a runtime error finds its line.
     template = env.template_class.from_code(
         env, env.compile(source, name=name, filename=name), env.make_globals(None)
     )
+    chunks: list[str] = []
     try:
-        return str(template.render())
+        with process_bounds(budget):
+            generator = template.generate()
+            for chunk in generator:
+                try:
+                    budget.add_output(chunk)
+                except LimitExceeded as err:
+                    generator.throw(err)  # raised where the template is, to find its line
+                chunks.append(chunk)
+        return "".join(chunks)
     except CloudChainError:
         raise  # a missing secret, a refused binary one: already named, already safe
+    except (_Misuse, LimitExceeded) as err:
+        message, line = str(err), _template_line(err.__traceback__, name)
+    except RecursionError as err:
+        message, line = "recursion too deep", _template_line(err.__traceback__, name)
+    except MemoryError as err:
+        message, line = "out of memory", _template_line(err.__traceback__, name)
     except jinja2.TemplateError as err:
         message, line = (
-            getattr(err, "message", None) or type(err).__name__,
+            getattr(err, "message", None) or _kind(err),
             _template_line(err.__traceback__, name) or getattr(err, "lineno", None),
         )
+        if fetched.texts():  # it may quote a value read, or one transformed beyond recognition
+            message = f"{_kind(err)}; the message was withheld: the template read secrets"
     except (TypeError, ValueError, LookupError, ArithmeticError, AttributeError) as err:
-        message, line = f"{type(err).__name__}: {err}", _template_line(err.__traceback__, name)
+        # Python's own messages name internals, and may quote a value: the kind only.
+        message, line = _kind(err), _template_line(err.__traceback__, name)
+    finally:
+        chunks.clear()
     if any(text and text in message for text in fetched.texts()):
         message = "the message was withheld: it quotes a secret"
     raise ValidationError(f"template {name} line {line or '?'}: {message}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from helpers import KEY_ALIAS, CallCounter
 from cloudchain import CloudChain, SecretNotFoundError, ValidationError
 from cloudchain.cli import main
 from cloudchain.render import render, wanted
+from cloudchain.render_limits import RenderLimits, parse_size
 
 TEMPLATE = """\
 [database]
@@ -137,3 +140,171 @@ def test_without_jinja2_the_command_says_how_to_install_it(
     assert main(["--render", str(template)]) == 1
     err = capsys.readouterr().err
     assert "templates need Jinja2" in err and "cloudchain[template]" in err
+
+
+# -- errors say where and what kind, never a value or an internal name ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "leaked"),
+    [
+        ("{{ {}[secret('billing', 'db') | upper] }}", "P@SS"),
+        ("x\n{{ {}[secret('billing', 'db').split('@')[1]] }}", "'ss'"),
+        ("{{ {}[secret('billing', 'db')[::-1]] }}", "ss@p"),
+        ("{{ secret('billing', 'db') | int }}{{ 1 / 0 }}", "p@ss"),
+        ("{{ (secret('billing', 'db') ~ 'x') | attr('nope') | string | int(base=99) }}", "base"),
+        ("{{ services('web') | dictsort | map(attribute='x.y') | list | join(1 / 0) }}", "y-2"),
+    ],
+)
+def test_once_a_secret_is_read_no_runtime_message_is_shown(
+    seeded: CloudChain, source: str, leaked: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        render(seeded, source, "t")
+    message = str(info.value)
+    assert leaked not in message
+    assert re.fullmatch(r"template t line \d: \w+( \([a-z ,]+\))?(; the message was withheld: "
+                        r"the template read secrets)?", message), message  # fmt: skip
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+def test_the_kind_and_line_of_a_withheld_error_are_said(seeded: CloudChain) -> None:
+    with pytest.raises(ValidationError) as info:
+        render(seeded, "ok\n\n{{ {}[secret('billing', 'db') | upper] }}", "t")
+    assert str(info.value) == (
+        "template t line 3: UndefinedError (an undefined name, attribute or key); the message "
+        "was withheld: the template read secrets"
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ secret('billing') }}",
+        "{{ secret('billing', 'db', 1, 2) }}",
+        "{{ secret('billing', 'db', user='x') }}",
+        "{{ secret(1, 2) }}",
+        "{{ services() }}",
+        "{{ services('web', 'x') }}",
+        "{{ 'a' | replace }}",
+        "{{ range() }}",
+    ],
+)
+def test_a_wrong_call_names_no_internal_function(seeded: CloudChain, source: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        render(seeded, source, "t")
+    message = str(info.value)
+    assert message.startswith("template t line 1: ")
+    for internal in ("<locals>", "<lambda>", "render.", "positional argument", "do_replace"):
+        assert internal not in message
+
+
+def test_a_wrong_call_of_secret_says_how_to_call_it(seeded: CloudChain) -> None:
+    with pytest.raises(ValidationError, match=r"line 2: secret\(\) takes a service and a user"):
+        render(seeded, "\n{{ secret('billing') }}", "t")
+
+
+# -- bounded output, time, memory and recursion ---------------------------------------------------
+
+NESTED = "{% for i in range(3000) %}{% for j in range(3000) %}0123456789{% endfor %}{% endfor %}"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{{ 'x' * 3000000000 }}", "the output would be over 16777216 bytes (--max-output)"),
+        ("{{ [1, 2] * 3000000000 }}", "the output would be over 16777216 bytes"),
+        ("{% set n = 3000000000 %}{{ 'x' * n }}", "the output would be over 16777216 bytes"),
+        ("{{ 'x' | center(3000000000) }}", "over 16777216 bytes"),
+        ("{{ 'x'.ljust(3000000000) }}", "over 16777216 bytes"),
+        ("{{ '%3000000000s' % 'x' }}", "over 16777216 bytes"),
+        ("{{ 2 ** 3000000 }}", "a power larger than 1000000 bits"),
+        ("{% set n = 10 ** 10 %}{{ n ** n }}", "a power larger than 1000000 bits"),
+        (NESTED, "the output would be over 16777216 bytes (--max-output)"),
+        ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "recursion too deep"),
+    ],
+)
+def test_what_would_exhaust_memory_or_recursion_is_one_line(
+    seeded: CloudChain, source: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        render(seeded, source, "t")
+    assert str(info.value).startswith("template t line 1: ")
+    assert message in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+def test_the_output_bound_is_exact(seeded: CloudChain) -> None:
+    source = "{% for i in range(1024) %}x{% endfor %}"
+    assert len(render(seeded, source, "t", RenderLimits(max_output=1024))) == 1024
+    with pytest.raises(ValidationError, match="over 1023 bytes"):
+        render(seeded, source, "t", RenderLimits(max_output=1023))
+
+
+def test_an_allocation_no_check_foresaw_is_out_of_memory_not_a_crash(
+    seeded: CloudChain,
+) -> None:
+    # ~ concatenates without an operator hook: doubling a string 40 times asks for a terabyte.
+    doubling = "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"
+    with pytest.raises(ValidationError, match=r"line 1: (out of memory|rendering took longer)"):
+        render(seeded, doubling, "t", RenderLimits(max_seconds=20))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}",
+    ],
+)
+def test_rendering_stops_at_its_deadline(seeded: CloudChain, source: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ValidationError, match=r"line 1: rendering took longer than 0.5 s"):
+        render(seeded, source, "t", RenderLimits(max_seconds=0.5))
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("1024", 1024), ("16MiB", 16 << 20), ("512k", 512 << 10), ("1 GiB", 1 << 30)]
+)
+def test_sizes_are_bytes_or_binary_units(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "1.5M", "16MB", "lots", ""])
+def test_a_bad_size_is_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="is not a size"):
+        parse_size(text)
+
+
+def test_the_cli_bounds_and_writes_nothing(
+    seeded: CloudChain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp_path = tmp_path / "out.d"
+    tmp_path.mkdir()
+    template = tmp_path / "t.j2"
+    template.write_text('{{ secret("billing", "db") }}\n' + NESTED)
+    out = tmp_path / "out"
+    assert main(["--render", str(template), "-o", str(out), "--max-output", "1MiB"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"cchain: error: template {template} line 2: the output would be over 1048576 bytes (--max-output)\n"
+    )
+    assert not out.exists() and sorted(tmp_path.iterdir()) == [template]
+    template.write_text(
+        '{{ secret("billing", "db") }}\n'
+        "{% for i in range(2000) %}{% for j in range(100) %}0123456789{% endfor %}{% endfor %}"
+    )
+    assert main(["--render", str(template), "-o", str(out), "--max-output", "2MiB"]) == 0
+    assert out.stat().st_size == 2_000_005
+    template.write_text(
+        '{{ secret("billing", "db") }}\n{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}'
+    )
+    out.unlink()
+    assert main(["--render", str(template), "-o", str(out), "--max-time", "0.5"]) == 2
+    assert "line 2: rendering took longer than 0.5 s (--max-time)" in capsys.readouterr().err
+    assert not out.exists()
+    for flag, bad in (("--max-output", "12QB"), ("--max-time", "0"), ("--max-time", "nan")):
+        assert main(["--render", str(template), flag, bad]) == 2
+        assert f"argument {flag}: " in capsys.readouterr().err
