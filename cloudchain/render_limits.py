@@ -210,7 +210,8 @@ def process_bounds(budget: Budget) -> Iterator[None]:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous_handler)
+        # None: a handler set outside Python, which cannot be put back; the default can.
+        signal.signal(signal.SIGALRM, previous_handler or signal.SIG_DFL)
         restore_memory()
 
 

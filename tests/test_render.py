@@ -312,3 +312,42 @@ def test_the_cli_bounds_and_writes_nothing(
     for flag, bad in (("--max-output", "12QB"), ("--max-time", "0"), ("--max-time", "nan")):
         assert main(["--render", str(template), flag, bad]) == 2
         assert f"argument {flag}: " in capsys.readouterr().err
+
+
+def test_the_timer_and_memory_bound_are_put_back_after_rendering(seeded: CloudChain) -> None:
+    import resource
+    import signal
+
+    before = (signal.getsignal(signal.SIGALRM), resource.getrlimit(resource.RLIMIT_AS))
+    render(seeded, '{{ secret("billing", "db") }}', "t")
+    with pytest.raises(ValidationError, match="recursion too deep"):
+        render(seeded, "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "t")
+    after = (signal.getsignal(signal.SIGALRM), resource.getrlimit(resource.RLIMIT_AS))
+    assert after == before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_in_another_thread_output_and_time_are_still_bounded(seeded: CloudChain) -> None:
+    import threading
+
+    errors: list[str] = []
+
+    def run(source: str, limits: RenderLimits) -> None:
+        try:
+            render(seeded, source, "t", limits)
+        except ValidationError as err:
+            errors.append(str(err))
+
+    loud = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}"
+    for limits in (
+        RenderLimits(max_output=1000),
+        RenderLimits(max_seconds=0.5, max_output=1 << 40),
+    ):
+        thread = threading.Thread(target=run, args=(loud, limits))
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive()
+    assert errors == [
+        "template t line 1: the output would be over 1000 bytes (--max-output)",
+        "template t line 1: rendering took longer than 0.5 s (--max-time)",
+    ]
