@@ -112,9 +112,8 @@ def check_agent(doctor: Doctor) -> str:
             raise Skipped("CLOUDCHAIN_AGENT is not set: reads go to AWS directly")
         status = agent.health().get("status")
     except AgentUnavailable as why:
-        raise Failed(
-            str(why), "start cchain-agent, or unset CLOUDCHAIN_AGENT (reads then go to AWS)"
-        ) from None
+        fix = why.fix or "start cchain-agent, or unset CLOUDCHAIN_AGENT (reads then go to AWS)"
+        raise Failed(str(why), fix) from None
     if status != "ok":
         raise Failed(f"the agent at {agent.address} says {status!r}", "look at its log")
     return f"{agent.address} is healthy"

@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlparse
 
 from .. import errors
 from ..validation import shown
+from .wire import Answer, digits, receive, request_bytes
 
 AGENT_ENV = "CLOUDCHAIN_AGENT"
 TOKEN_ENV = "CLOUDCHAIN_AGENT_TOKEN"
@@ -47,66 +48,22 @@ ERRORS: dict[str, type[errors.CloudChainError]] = {
 
 class AgentUnavailable(Exception):
     """The agent could not be reached, cannot serve this request, or could not show it is the
-    real agent: go to AWS directly."""
+    real agent: go to AWS directly. fix, when known, says what would mend it."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
-# The largest answer read: a whole service's export, with room for its headers.
-MAX_ANSWER = 64 * 1024 * 1024
-MAX_HEAD = 64 * 1024
+class _Unproven(ValueError):
+    """An answer without the agent's proof: an impostor, or a token that is not the agent's."""
 
 
-class _Answer:
-    """One answer, parsed strictly: anything off is a ValueError, never a guess."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-
-def _receive(sock: socket.socket, deadline: float) -> _Answer:
-    """Read one whole answer before the deadline (for the whole answer, not each recv, so an
-    agent dripping a byte at a time is abandoned as surely as a silent one)."""
-    buffer = bytearray()
-
-    def more() -> None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the agent took too long to answer")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            raise TimeoutError("the agent took too long to answer") from None
-        if not chunk:
-            raise ValueError("the answer ended early")
-        buffer.extend(chunk)
-
-    while (end := buffer.find(b"\r\n\r\n")) < 0:
-        if len(buffer) > MAX_HEAD:
-            raise ValueError("the answer's head is too long")
-        more()
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or rest[3:4] not in ("", " "):
-        raise ValueError("a malformed status line")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        name = name.lower()
-        if not colon or name != name.strip() or name in headers:
-            raise ValueError("a malformed or repeated header")
-        headers[name] = value.strip()
-    length = headers.get("content-length", "")
-    if not length.isdigit() or int(length) > MAX_ANSWER:
-        raise ValueError("a missing or impossible Content-Length")
-    del buffer[: end + 4]
-    while len(buffer) < int(length):
-        more()
-    if len(buffer) != int(length):
-        raise ValueError("more than the Content-Length was sent")
-    return _Answer(int(code), headers, bytes(buffer))
+TOKEN_FIX = (f"use the agent's own token: set {TOKEN_FILE_ENV} to the file it printed at "
+             "start (a private file of yours), and make sure nothing else listens on its "
+             "address")  # fmt: skip
+SOCKET_FIX = (f"point {AGENT_ENV} at your own agent's socket, or set CLOUDCHAIN_AGENT_UID to "
+              "the uid the agent runs as")  # fmt: skip
 
 
 class AgentClient:
@@ -134,12 +91,7 @@ class AgentClient:
         token = environ.get(TOKEN_ENV, "").strip() or None
         token_file = environ.get(TOKEN_FILE_ENV)
         if token is None and token_file:
-            try:
-                with open(token_file, encoding="utf-8") as handle:
-                    token = handle.read(4097).strip() or None
-            except (OSError, UnicodeDecodeError) as err:
-                why = getattr(err, "strerror", None) or "not a token"
-                raise AgentUnavailable(f"cannot read the agent token {token_file}: {why}") from None
+            token = _read_token_file(token_file)
         return cls(address, token, environ=environ)
 
     def _connect(self, deadline: float) -> tuple[socket.socket, str | None]:
@@ -152,7 +104,7 @@ class AgentClient:
                 trusted = trusted_uids(self._environ)
                 check_socket_path(path, trusted)
             except Untrusted as why:
-                raise AgentUnavailable(f"refusing the agent socket: {why}") from None
+                raise AgentUnavailable(f"refusing the agent socket: {why}", SOCKET_FIX) from None
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
             try:
@@ -160,7 +112,7 @@ class AgentClient:
                 check_peer(sock, trusted)
             except Untrusted as why:
                 sock.close()
-                raise AgentUnavailable(f"refusing the agent socket: {why}") from None
+                raise AgentUnavailable(f"refusing the agent socket: {why}", SOCKET_FIX) from None
             except OSError:
                 sock.close()
                 raise
@@ -170,9 +122,11 @@ class AgentClient:
             raise AgentUnavailable(
                 f"{AGENT_ENV}={self.address!r} is not unix:PATH or http://HOST:PORT"
             )
+        if not _loopback(url.hostname):  # a name may resolve to someone else's listener
+            raise AgentUnavailable(f"{AGENT_ENV} must name a loopback address such as "
+                                   "http://127.0.0.1:PORT, not a host name")  # fmt: skip
         if not self._token:
-            raise AgentUnavailable(f"no token for the agent at {self.address}: set "
-                                   f"{TOKEN_FILE_ENV} or {TOKEN_ENV}")  # fmt: skip
+            raise AgentUnavailable(f"no token for the agent at {self.address}", TOKEN_FIX)
         left = max(deadline - time.monotonic(), 0.001)
         return socket.create_connection((url.hostname, url.port or 80), left), self._token
 
@@ -189,7 +143,9 @@ class AgentClient:
                 answer = self._exchange(sock, method, target, token, deadline)
         except (OSError, ValueError) as err:
             why = err if str(err) else type(err).__name__
-            raise AgentUnavailable(f"cannot reach the agent at {self.address} ({why})") from None
+            fix = TOKEN_FIX if isinstance(err, _Unproven) else None
+            raise AgentUnavailable(f"cannot reach the agent at {self.address} ({why})",
+                                   fix) from None  # fmt: skip
         if answer.status == 200:
             return answer.body, answer.headers
         try:
@@ -206,18 +162,18 @@ class AgentClient:
 
     def _exchange(
         self, sock: socket.socket, method: str, target: str, token: str | None, deadline: float
-    ) -> _Answer:
+    ) -> Answer:
         """One request on a connected socket: with a challenge first when there is a token,
         and the answer's proof checked, so an impostor's answer is never believed."""
         head = [f"{method} {target} HTTP/1.1", f"Host: {self._host()}", "Content-Length: 0"]
         if token is None:
-            sock.sendall(_request_bytes([*head, "Connection: close"]))
-            return _receive(sock, deadline)
+            sock.sendall(request_bytes([*head, "Connection: close"]))
+            return receive(sock, deadline)
         from . import proof
 
-        sock.sendall(_request_bytes([f"GET {proof.CHALLENGE_PATH} HTTP/1.1",
+        sock.sendall(request_bytes([f"GET {proof.CHALLENGE_PATH} HTTP/1.1",
                                      f"Host: {self._host()}", "Content-Length: 0"]))  # fmt: skip
-        issued = _receive(sock, deadline)
+        issued = receive(sock, deadline)
         try:
             challenge = json.loads(issued.body)["challenge"] if issued.status == 200 else None
         except (ValueError, KeyError, TypeError):
@@ -226,15 +182,15 @@ class AgentClient:
             raise ValueError("no usable challenge")
         mine = proof.nonce()
         mac = proof.request_mac(token, challenge, mine, method, target)
-        sock.sendall(_request_bytes([*head, "Connection: close",
+        sock.sendall(request_bytes([*head, "Connection: close",
                                      f"{proof.AUTH_HEADER}: {challenge} {mine} {mac}"]))  # fmt: skip
-        answer = _receive(sock, deadline)
+        answer = receive(sock, deadline)
         expected = proof.answer_mac(
             token, mine, challenge, answer.status, answer.headers.get("content-type", ""),
             answer.headers.get(VERSION_HEADER.lower(), ""), answer.body,
         )  # fmt: skip
         if not proof.same(answer.headers.get(proof.PROOF_HEADER.lower(), ""), expected):
-            raise ValueError("its answer carries no valid proof: not the agent, or a wrong token")
+            raise _Unproven("its answer carries no valid proof: not the agent, or a wrong token")
         return answer
 
     def _host(self) -> str:
@@ -250,7 +206,7 @@ class AgentClient:
         body, headers = self.request("GET", "/v1/secret", query)
         number = headers.get(VERSION_HEADER.lower(), "")
         kind = headers.get("content-type", "")
-        if not number.isdigit():
+        if not digits(number):
             raise AgentUnavailable("the agent's answer has no valid version")
         if kind.startswith("application/octet-stream"):
             return body, int(number)
@@ -288,8 +244,34 @@ class AgentClient:
         return {str(k): str(v) for k, v in result.items()}
 
 
-def _request_bytes(lines: list[str]) -> bytes:
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+def _read_token_file(path: str) -> str | None:
+    """The token in CLOUDCHAIN_AGENT_TOKEN_FILE, if the file is ours (or root's) and private:
+    a token someone else could have written, or could read, proves nothing about the agent."""
+    from .trust import Untrusted, check_token_file
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as err:
+        raise AgentUnavailable(f"cannot read the agent token {path}: {err.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            check_token_file(fd, path)
+        except Untrusted as why:
+            raise AgentUnavailable(f"refusing {why}", TOKEN_FIX) from None
+        data = handle.read(4097)
+    try:
+        return data.decode("ascii").strip() or None
+    except UnicodeDecodeError:
+        raise AgentUnavailable(f"the agent token {path} is not a token") from None
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _value(value: object) -> str | bytes:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -69,39 +70,47 @@ def parse_listen(value: str | None, environ: dict[str, str] | os._Environ[str]) 
     return Address(host=host, port=number)
 
 
+def _refuse(folder: Path, why: str) -> CloudChainConfigError:
+    return CloudChainConfigError(f"{folder}: {why}; the agent will not use it",
+                                 hint="give --listen a directory of the agent's own (made "
+                                 "0700 if missing)")  # fmt: skip
+
+
 def private_dir(folder: Path) -> None:
-    """Make folder exist as a directory of ours, mode 0700, or refuse: never follow a link,
-    never chmod or chown what we did not just create (systemd's RuntimeDirectory, OpenSSH's
-    StrictModes)."""
+    """Make folder exist as a directory of ours, mode 0700, or refuse: never follow a link
+    another user owns (on the way there too), never chmod or chown what we did not just
+    create (systemd's RuntimeDirectory, OpenSSH's StrictModes)."""
+    from .trust import Untrusted, check_ancestors, check_links
+
+    ours = frozenset({os.getuid(), 0})
+    folder = Path(os.path.abspath(folder))
     try:
-        info = os.lstat(folder)
-    except FileNotFoundError:
-        folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            os.mkdir(folder, 0o700)
-        except FileExistsError:
-            pass  # made meanwhile: judged below like any other
-        else:  # the umask may have narrowed it; an fd, so a link swapped in is not followed
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-            try:
-                os.fchmod(fd, 0o700)
-            finally:
-                os.close(fd)
-        info = os.lstat(folder)
+        check_links(str(folder), ours)  # before anything is made through a planted link
+        missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+        for part in reversed(missing):  # one at a time, each judged before the next
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o700)
+            check_links(str(part), ours)
+        check_ancestors(os.path.realpath(folder), ours)
+    except Untrusted as why:
+        raise _refuse(folder, str(why)) from None
+    info = os.lstat(folder)
     if stat.S_ISLNK(info.st_mode):
-        raise CloudChainConfigError(f"{folder} is a symbolic link; the agent will not use it",
-                                    hint="give --listen a directory of your own")  # fmt: skip
+        raise _refuse(folder, "a symbolic link")
     if not stat.S_ISDIR(info.st_mode):
-        raise CloudChainConfigError(f"{folder} is not a directory; the agent will not use it")
+        raise _refuse(folder, "not a directory")
     if info.st_uid != os.getuid():
-        raise CloudChainConfigError(f"{folder} belongs to uid {info.st_uid}, not to the "
-                                    "agent's; the agent will not use it")  # fmt: skip
+        raise _refuse(folder, f"it belongs to uid {info.st_uid}, not to the agent's")
+    if folder in missing:  # ours, just made: the umask may have narrowed it; an fd, so a
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)  # link is refused
+        try:
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+        info = os.lstat(folder)
     if stat.S_IMODE(info.st_mode) != 0o700:
-        raise CloudChainConfigError(
-            f"{folder} has mode {stat.S_IMODE(info.st_mode):04o}; the agent needs a private "
-            "directory (0700) and will not change one it did not create",
-            hint=f"chmod 700 {folder}, or give --listen another directory",
-        )
+        raise _refuse(folder, f"mode {stat.S_IMODE(info.st_mode):04o}, not a private "
+                      "directory (0700), and the agent changes none it did not create")  # fmt: skip
 
 
 def bind_unix(path: Path) -> socket.socket:

@@ -17,18 +17,11 @@ from ..commands.spec import CONFIG_FLAGS, CONFIGURATION
 from ..errors import CloudChainError, ValidationError
 from ..validation import shown
 from .listen import Address, bind_tcp, bind_unix, parse_listen
+from .logs import Escaped
 from .server import AgentServer, serve
 
 PROG = "cchain-agent"
 log = logging.getLogger("cloudchain.agent")
-
-
-class _Escaped(logging.Formatter):
-    """Every log line on one line of printable text: a request path or a stored name with
-    ESC, BEL or a newline in it is written as escapes, never raw to the operator's terminal."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return shown(super().format(record))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent until SIGTERM or SIGINT; return the exit code."""
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Escaped(f"{PROG}: %(message)s"))
+    handler.setFormatter(Escaped(f"{PROG}: %(message)s"))
     logging.basicConfig(handlers=[handler], level=logging.WARNING)
     logging.getLogger("cloudchain").setLevel(logging.DEBUG if args.debug else logging.INFO)
     try:
@@ -109,21 +102,20 @@ def _run(args: argparse.Namespace) -> int:
     _check(args)
     cap = connection_cap(args.max_connections)
     address = parse_listen(args.listen, os.environ)
-    token, token_file = (
-        (None, None)
-        if address.path
-        else load_token(args.token_file, os.environ, args.allow_loose_token_file)
-    )
     overrides = {field: getattr(args, flag) for flag, field in CONFIG_FLAGS.items()}
     chain = CloudChain.from_config(args.config, **{**overrides, "cache_ttl": 0})
     cached = CachedSecrets(chain, ttl=args.ttl, stale_if_error=args.stale_if_error,
                            max_entries=args.max_entries, prefetch=args.prefetch)  # fmt: skip
     sock = bind_unix(address.path) if address.path else bind_tcp(address)
     bound = os.lstat(address.path) if address.path else None
+    token = token_file = made = None
     try:
-        cached.start()  # prefetch before answering: a prefetched read never waits
-        if address.port == 0 and not address.path:
+        if address.path is None:
             address = Address(host=address.host, port=int(sock.getsockname()[1]))
+            token, token_file, new = load_token(args.token_file, os.environ, address.port,
+                                                args.allow_loose_token_file)  # fmt: skip
+            made = os.lstat(token_file) if new and token_file else None
+        cached.start()  # prefetch before answering: a prefetched read never waits
         server = AgentServer(Agent(cached, token), chain.config.max_workers, address, cap)
 
         def ready() -> None:
@@ -138,18 +130,20 @@ def _run(args: argparse.Namespace) -> int:
         cached.stop()
         sock.close()
         if address.path is not None and bound is not None:
-            _remove_own_socket(address.path, bound)
+            _remove_own(address.path, bound)
+        if token_file is not None and made is not None:
+            _remove_own(token_file, made)
     log.warning("stopped")
     return 0
 
 
-def _remove_own_socket(path: Path, bound: os.stat_result) -> None:
-    """Remove the socket this agent bound, and nothing that has taken its place."""
+def _remove_own(path: Path, made: os.stat_result) -> None:
+    """Remove the socket or token file this agent made, and nothing that took its place."""
     try:
         now = os.lstat(path)
     except FileNotFoundError:
         return
-    if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
+    if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
         path.unlink(missing_ok=True)
 
 

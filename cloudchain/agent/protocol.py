@@ -85,7 +85,7 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
     if "transfer-encoding" in headers:
         raise Problem(400, "bad_request", "requests have no body: Transfer-Encoding is refused")
     length = headers.get("content-length", "0")
-    if not length.isdigit():
+    if not (length.isascii() and length.isdigit()):
         raise Problem(400, "bad_request", "a malformed Content-Length")
     if int(length):
         raise Problem(413, "bad_request", "requests have no body")
@@ -93,13 +93,13 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
 
 
 def host_names(socket_path: str | None, host: str, port: int) -> frozenset[str]:
-    """The Host header values that name this agent: localhost or its loopback address (with
-    its port, or none), or, on a unix socket, its path."""
+    """The Host header values that name this agent: its loopback address (with its port, or
+    none), or, on a unix socket, localhost or its path."""
     if socket_path is not None:
         return frozenset({"localhost", socket_path, quote(socket_path, safe="")})
+    # Over TCP, not "localhost": a name the client resolves could reach another listener.
     bracketed = f"[{host}]" if ":" in host else host
-    names = {"localhost", bracketed}
-    return frozenset(names | {f"{name}:{port}" for name in names})
+    return frozenset({bracketed, f"{bracketed}:{port}"})
 
 
 def response(status: int, answer: Answer, keep: bool) -> bytes:

@@ -98,7 +98,7 @@ class Agent:
     def _secret_query(self, params: Params) -> tuple[str, str, int | None]:
         service, user = self._one(params, "service"), self._one(params, "user")
         version = self._one(params, "version", required=False)
-        if version is not None and not version.isdigit():
+        if version is not None and not (version.isascii() and version.isdigit()):
             raise Problem(400, "bad_request", "version must be a whole number")
         return str(service), str(user), int(version) if version else None
 

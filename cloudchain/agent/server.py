@@ -24,14 +24,15 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import CloudChainError
 from . import proof
 from .connections import BACKLOG, Connection, Connections
 from .listen import Address
+from .logs import RequestLog, quiet_exceptions
 from .protocol import (
+    CLIENT_TIMEOUT,
     MAX_REQUEST_LINE,
     Closed,
     Request,
@@ -66,6 +67,7 @@ class AgentServer:
         path = str(address.path) if address.path is not None else None
         self.hosts = host_names(path, address.host, address.port)
         self.connections = Connections(max_connections)
+        self.requests = RequestLog()
 
     def _authenticate(self, request: Request, path: str, conn: Connection) -> Proven | None:
         """Check the token or its proof; return what the answer must prove, if anything."""
@@ -171,8 +173,8 @@ class AgentServer:
                     # answered 200 ends it, so nothing after a refusal is read.
                     keep = keep and (status == 200 or answer.code == "not_found")
                     took = (time.monotonic() - started) * 1000
-                    log.info("%s %s %d %.1f ms", request.method, urlsplit(request.target).path,
-                             status, took)  # fmt: skip
+                    path = urlsplit(request.target).path
+                    self.requests.request(request.method, path, status, took)
                 except Problem as problem:  # the request itself was unreadable: answer, close
                     answer, status, keep, proven = (
                         problem_answer(problem),
@@ -183,23 +185,16 @@ class AgentServer:
                 self._prove(status, answer, proven)
                 self.agent.count(status)
                 writer.write(response(status, answer, keep))
-                await writer.drain()
+                conn.idle()  # a client that does not read its answers is idle, and evictable
+                await asyncio.wait_for(writer.drain(), CLIENT_TIMEOUT)
         except (Closed, asyncio.TimeoutError, ConnectionError, OSError):
             pass
+        except Exception as err:  # a bug must cost this connection, not the agent's log
+            log.warning("dropped a connection on an unexpected %s", type(err).__name__)
+            log.debug("the unexpected error", exc_info=True)
         finally:
             self.connections.release(conn)
             writer.close()
-
-
-def quiet_exceptions(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """The loop's exception handler: one line, no traceback, at most once a second, so a
-    flood (accept failing for want of file descriptors) cannot fill the log."""
-    now = time.monotonic()
-    if now < getattr(quiet_exceptions, "quiet_until", 0.0):
-        return
-    quiet_exceptions.quiet_until = now + 1.0  # type: ignore[attr-defined]
-    err = context.get("exception")
-    log.warning("%s%s", context.get("message", "error"), f": {err}" if err else "")
 
 
 async def serve(

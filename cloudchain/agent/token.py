@@ -4,8 +4,9 @@
   with no white space (surrounding white space, such as a file's final newline, is dropped);
   an empty or blank value is refused, never taken as "no token";
 - generated: TOKEN_BYTES random bytes, as hex, in a new 0600 file in the agent's private
-  directory, written under a fresh name and renamed into place (nothing planted at the path
-  is ever written through);
+  directory, one per port (agent-PORT.token, so two agents never overwrite each other's),
+  written under a fresh name and renamed into place (nothing planted at the path is ever
+  written through), and removed when the agent stops;
 - a token file that group or others may read, or that another user owns, is refused unless
   --allow-loose-token-file (then a warning): whoever can read it can read every secret.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from ..errors import CloudChainConfigError
 from .listen import private_dir, runtime_dir
 
-TOKEN_NAME = "agent.token"
+TOKEN_NAME = "agent-{port}.token"
 TOKEN_ENV = "CLOUDCHAIN_AGENT_TOKEN"
 MIN_GIVEN = 16
 TOKEN_BYTES = 32
@@ -94,14 +95,16 @@ def _write_new_token(path: Path) -> str:
 def load_token(
     token_file: str | None,
     environ: dict[str, str] | os._Environ[str],
+    port: int,
     allow_loose: bool = False,
-) -> tuple[str, Path | None]:
+) -> tuple[str, Path | None, bool]:
     """The TCP token, from --token-file, CLOUDCHAIN_AGENT_TOKEN, or else a new one written
-    to a new 0600 file; return it and the file it is in, if any."""
+    to a new 0600 file; return it, the file it is in (absolute), and whether it is new."""
     if token_file is not None:
-        path = Path(token_file)
-        return check_token(_read_token_file(path, allow_loose), f"--token-file {path}"), path
+        path = Path(os.path.abspath(token_file))
+        token = check_token(_read_token_file(path, allow_loose), f"--token-file {path}")
+        return token, path, False
     if TOKEN_ENV in environ:
-        return check_token(environ[TOKEN_ENV], TOKEN_ENV), None
-    path = runtime_dir(environ) / TOKEN_NAME
-    return _write_new_token(path), path
+        return check_token(environ[TOKEN_ENV], TOKEN_ENV), None, False
+    path = Path(os.path.abspath(runtime_dir(environ) / TOKEN_NAME.format(port=port)))
+    return _write_new_token(path), path, True

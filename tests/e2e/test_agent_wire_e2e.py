@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,7 +138,8 @@ def test_a_tcp_impostor_learns_nothing_to_replay_and_is_not_believed(
         request = captured.split(b"\r\n\r\n")[1] + b"\r\n\r\n"
         real = int(agent.address.rsplit(":", 1)[1])
         request = request.replace(f":{port}".encode(), f":{real}".encode())
-        for warmup in (b"", b"GET /v1/challenge HTTP/1.1\r\nHost: localhost\r\n\r\n"):
+        fresh = f"GET /v1/challenge HTTP/1.1\r\nHost: 127.0.0.1:{real}\r\n\r\n".encode()
+        for warmup in (b"", fresh):
             with socket.create_connection(("127.0.0.1", real), timeout=10) as sock:
                 sock.sendall(warmup + request)
                 replies = _read_all(sock)
@@ -246,7 +248,7 @@ def test_the_host_must_name_the_agent(seeded: Emulator, tmp_path: Path) -> None:
         read = "/v1/secret?service=billing&user=alice"
         port = agent.address.rsplit(":", 1)[1]
         for host, status in (("evil.example:" + port, 421), ("127.0.0.1:1", 421),
-                             ("localhost:" + port, 200), ("127.0.0.1:" + port, 200)):  # fmt: skip
+                             ("localhost:" + port, 421), ("127.0.0.1:" + port, 200)):  # fmt: skip
             assert agent.curl(read, "-H", f"Host: {host}")[0] == status, host
     with running_agent(seeded, tmp_path) as agent:
         assert agent.curl(read, "-H", "Host: rebound.example")[0] == 421
@@ -308,12 +310,12 @@ def test_a_challenge_is_good_for_one_request_on_its_connection_for_ten_seconds(
         target = "/v1/secret?service=billing&user=alice"
 
         def ask(sock: socket.socket) -> str:
-            sock.sendall(b"GET /v1/challenge HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            sock.sendall(f"GET /v1/challenge HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
             return str(json.loads(_one(sock)[2])["challenge"])
 
         def signed(challenge: str, close: bool = False) -> bytes:
             mac = proof.request_mac(agent.token or "", challenge, "n0nce", "GET", target)
-            return (f"GET {target} HTTP/1.1\r\nHost: localhost\r\n{proof.AUTH_HEADER}: "
+            return (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{proof.AUTH_HEADER}: "
                     f"{challenge} n0nce {mac}\r\n" + ("Connection: close\r\n" if close else "")
                     + "\r\n").encode()  # fmt: skip
 
@@ -378,3 +380,137 @@ def test_the_agent_removes_its_own_socket_and_nothing_that_took_its_place(
         path.write_text("someone else's")
         assert agent.stop() == 0
     assert path.read_text() == "someone else's"
+
+
+# -- what an attack review of the above found ---------------------------------------------------
+
+
+def test_a_token_file_another_user_could_have_written_proves_nothing(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    """A planted token file (another user's, relative, a FIFO, readable by others) is never
+    used: an impostor signing with a token it chose is not believed, and nothing hangs."""
+    port = free_port()
+    planted = "attackertoken0123456789abcdef"
+    with other_user() as (uid, gid, home):
+        theirs = home / "agent.token"
+        theirs.write_text(planted)
+        theirs.chmod(0o600)
+        os.chown(theirs, uid, gid)
+        fifo = home / "fifo.token"
+        os.mkfifo(fifo)
+        loose = tmp_path / "loose.token"
+        loose.write_text(planted)
+        loose.chmod(0o644)
+        (tmp_path / "rel.token").write_text(planted)
+        (tmp_path / "rel.token").chmod(0o600)
+        started = time.monotonic()
+        for token_file in (str(theirs), str(fifo), str(loose), "rel.token"):
+            env = {"CLOUDCHAIN_AGENT": f"http://127.0.0.1:{port}",
+                   "CLOUDCHAIN_AGENT_TOKEN_FILE": token_file}  # fmt: skip
+            result = seeded.run(*READ, env=env, timeout=30)
+            warning = _one_warning_then_the_real_value(result)
+            assert "token" in warning, warning
+        assert time.monotonic() - started < 60
+
+
+def test_the_agent_prints_an_absolute_token_path_and_two_agents_keep_their_own(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with running_agent(seeded, tmp_path, "--listen", "127.0.0.1:0") as first:
+        first_file = Path(first.env["CLOUDCHAIN_AGENT_TOKEN_FILE"])
+        assert first_file.is_absolute()
+        second_dir = tmp_path / "second"
+        second_dir.mkdir()
+        with running_agent(seeded, second_dir, "--listen", "127.0.0.1:0") as second:
+            assert Path(second.env["CLOUDCHAIN_AGENT_TOKEN_FILE"]) != first_file
+            for agent in (first, second):
+                result = seeded.run(*READ, env=agent.env)
+                assert (result.code, result.out, result.err) == (0, "real\n", "")
+        given = tmp_path / "given.token"
+        given.write_text("g" * 32)
+        given.chmod(0o600)
+    assert not first_file.exists()  # removed at stop: it was the agent's own
+    with running_agent(seeded, tmp_path, "--listen", "127.0.0.1:0", "--token-file",
+                       "given.token") as agent:  # fmt: skip
+        assert agent.env["CLOUDCHAIN_AGENT_TOKEN_FILE"] == str(given)
+    assert given.exists()  # a given file is never removed
+
+
+def test_a_host_name_for_the_agent_is_refused_so_no_other_listener_is_reached(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with running_agent(seeded, tmp_path, "--listen", "127.0.0.1:0") as agent:
+        named = agent.address.replace("127.0.0.1", "localhost")
+        result = seeded.run(*READ, env={**agent.env, "CLOUDCHAIN_AGENT": named})
+        assert "loopback address" in _one_warning_then_the_real_value(result)
+
+
+def test_clients_that_never_read_their_answers_cannot_hold_every_slot(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with running_agent(seeded, tmp_path, "--listen", "127.0.0.1:0",
+                       "--max-connections", "2") as agent:  # fmt: skip
+        port = int(agent.address.rsplit(":", 1)[1])
+        pipelined = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode() * 4000
+        stuck = []
+        for _ in range(3):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            sock.connect(("127.0.0.1", port))
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.sendall(pipelined)
+            stuck.append(sock)
+        time.sleep(1)
+        started = time.monotonic()
+        result = seeded.run(*READ, env=agent.env)
+        assert (result.code, result.out, result.err) == (0, "real\n", "")
+        assert time.monotonic() - started < 10
+        for sock in stuck:
+            sock.close()
+        agent.stop()
+    assert len(agent.log.read_text().splitlines()) < 200  # healthz lines are not logged
+
+
+def test_odd_digits_are_a_bad_request_not_an_unhandled_error(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with running_agent(seeded, tmp_path) as agent:
+        for head in ("GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: \u00b2\r\n",
+                     "GET /v1/secret?service=billing&user=alice&version=%C2%B2 HTTP/1.1\r\n"
+                     "Host: localhost\r\n"):  # fmt: skip
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(agent.socket_path)
+                sock.sendall((head + "Connection: close\r\n\r\n").encode())
+                assert b"400 Bad Request" in _read_all(sock)
+        agent.stop()
+    logged = agent.log.read_text()
+    assert "nhandled" not in logged and "Traceback" not in logged
+
+
+def test_a_listen_path_through_another_users_link_is_refused_and_nothing_made(
+    seeded: Emulator, tmp_path: Path
+) -> None:
+    with other_user() as (uid, gid, home):
+        theirs = home / "dir"
+        theirs.mkdir()
+        os.chown(theirs, uid, gid)
+        link = Path(tempfile.mkdtemp(dir="/tmp")) / "link"
+        try:
+            link.parent.chmod(0o1777)  # a shared, sticky directory, as /tmp is
+            subprocess.run(as_user(uid, gid, "ln", "-s", str(theirs), str(link)), check=True)
+            started = subprocess.run(
+                [str(BIN / "cchain-agent"), "--listen", f"unix:{link}/sock/agent.sock"],
+                capture_output=True, text=True, timeout=30, env=seeded.env,
+            )  # fmt: skip
+            assert started.returncode == 1 and f"belongs to uid {uid}" in started.stderr
+            assert "chmod" not in started.stderr
+            assert list(theirs.iterdir()) == []  # nothing made inside their directory
+            shared = subprocess.run(
+                [str(BIN / "cchain-agent"), "--listen", f"unix:{link.parent}/agent.sock"],
+                capture_output=True, text=True, timeout=30, env=seeded.env,
+            )  # fmt: skip
+            assert shared.returncode == 1 and "chmod" not in shared.stderr
+        finally:
+            shutil.rmtree(link.parent)
