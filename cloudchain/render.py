@@ -208,14 +208,22 @@ def render(chain: CloudChain, source: str, name: str, limits: RenderLimits | Non
     )
     chunks: list[str] = []
     try:
+        generator = template.generate()
         with process_bounds(budget):
-            generator = template.generate()
-            for chunk in generator:
+            while True:
                 try:
+                    try:
+                        chunk = next(generator)
+                    except StopIteration:
+                        break
                     budget.add_output(chunk)
+                    chunks.append(chunk)
                 except LimitExceeded as err:
-                    generator.throw(err)  # raised where the template is, to find its line
-                chunks.append(chunk)
+                    # Raised here, between chunks (the output bound, or the deadline's alarm
+                    # landing in this loop): raise it where the template is, to find its line.
+                    if _template_line(err.__traceback__, name) or generator.gi_frame is None:
+                        raise
+                    generator.throw(err)
         return "".join(chunks)
     except CloudChainError:
         raise  # a missing secret, a refused binary one: already named, already safe
