@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from .errors import EndpointError, SecretNotFoundError
+from .tally import Tally
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,14 +43,11 @@ class _Entry:
         return self.value is not None or self.missing is not None
 
 
-@dataclass
-class CacheStats:
-    """What the cache did, counted since it was made."""
-
-    hits: int = 0  # answered from the cache
-    misses: int = 0  # fetched
-    stale: int = 0  # answered past the TTL: AWS failing, or a background refresh late
-    errors: int = 0  # fetches that failed
+def cache_stats() -> Tally:
+    """What a cache did, counted since it was made: hits (answered from the cache), misses
+    (fetched), stale (answered past the TTL: AWS failing, or a background refresh late) and
+    errors (fetches that failed)."""
+    return Tally("hits", "misses", "stale", "errors")
 
 
 class SecretCache:
@@ -73,7 +71,7 @@ class SecretCache:
         self.stale_if_error = stale_if_error
         self.max_entries = max_entries
         self.miss_ttl = miss_ttl
-        self.stats = CacheStats()
+        self.stats = cache_stats()
         self._clock = clock
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._pinned: dict[Hashable, _Entry] = {}
@@ -105,12 +103,8 @@ class SecretCache:
                 self._entries.move_to_end(key)
             return entry
 
-    def _count(self, name: str) -> None:
-        with self._lock:
-            setattr(self.stats, name, getattr(self.stats, name) + 1)
-
     def _answer(self, entry: _Entry, counter: str) -> Any:
-        self._count(counter)
+        self.stats.add(counter)
         if entry.missing is not None:
             raise SecretNotFoundError(str(entry.missing))
         return entry.value
@@ -154,18 +148,18 @@ class SecretCache:
             if answer:
                 return self._answer(entry, answer)  # type: ignore[no-any-return]
             stale_until = self._stale_until(entry)
-            self._count("misses")
+            self.stats.add("misses")
             try:
                 value = fetch()
             except SecretNotFoundError as err:
-                self._count("errors")
+                self.stats.add("errors")
                 if self.miss_ttl > 0:
                     self._hold(entry, None, err, now, self.miss_ttl)
                 elif not entry.held:
                     self._discard(key, entry)
                 raise
             except BaseException as err:
-                self._count("errors")
+                self.stats.add("errors")
                 if isinstance(err, EndpointError) and entry.value is not None and now < stale_until:
                     log.warning("serving a stale cached value while AWS fails")
                     return self._answer(entry, "stale")  # type: ignore[no-any-return]

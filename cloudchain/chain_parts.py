@@ -88,7 +88,7 @@ class ChainParts:
     @property
     def failovers(self) -> int:
         """How many reads this instance served from a replica region."""
-        return self._regions.failovers
+        return self._regions.counts.failovers
 
     @property
     def _dynamodb(self) -> Any:

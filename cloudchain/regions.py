@@ -26,6 +26,7 @@ from .clients import Clients
 from .config import Config
 from .errors import EndpointError
 from .store import SecretStore
+from .tally import Tally
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,7 +61,7 @@ class Regions:
         self._places: list[Place | None] = [self.home] + [None] * len(config.replica_regions)
         self._down_until: dict[int, float] = {}
         self._lock = threading.Lock()
-        self.failovers = 0
+        self.counts = Tally("failovers")
 
     @property
     def home_region(self) -> str:
@@ -111,8 +112,7 @@ class Regions:
         raise failed[-1][1]
 
     def _failed_over(self, failed: list[tuple[int, EndpointError]], index: int) -> None:
-        with self._lock:
-            self.failovers += 1
+        self.counts.add("failovers")
         if not _warned.is_set():
             _warned.set()
             gone = self._name(failed[0][0]) if failed else f"{self.home_region} (cooling down)"

@@ -19,12 +19,12 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..cache import SecretCache
 from ..errors import CloudChainError, EndpointError, SecretNotFoundError, ValidationError
 from ..results import Versioned
+from ..tally import Tally
 from ..validation import check_row, check_service, check_tags, check_version
 
 if TYPE_CHECKING:
@@ -34,19 +34,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # How long a miss is remembered: short, so a secret saved elsewhere shows up soon.
 MISS_TTL = 5.0
-
-
-@dataclass
-class Counters:
-    """What the agent did beyond the cache's own counts, for /metrics."""
-
-    refreshes: int = 0
-    aws_errors: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, name: str) -> None:
-        with self.lock:
-            setattr(self, name, getattr(self, name) + 1)
 
 
 class CachedSecrets:
@@ -65,7 +52,7 @@ class CachedSecrets:
         self.cache = SecretCache(
             ttl, stale_if_error, max_entries=max_entries, miss_ttl=min(MISS_TTL, ttl)
         )
-        self.counters = Counters()
+        self.counters = Tally("refreshes", "aws_errors")  # beyond the cache's own counts
         self.prefetch = [check_service(service) for service in prefetch]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
