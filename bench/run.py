@@ -258,6 +258,18 @@ def main() -> int:
                         before=lambda: client.refresh(SERVICE, "user-000"))
         )  # fmt: skip
 
+        # The same read over loopback TCP, where cchain proves itself by challenge-response
+        # (two requests on one connection, an HMAC each way) instead of sending the token.
+        tcp = stack.enter_context(
+            agent(str(BIN / "cchain-agent"), agent_env, "--listen", "127.0.0.1:0",
+                  "--token-file", str(write_token(home)), folder=Path(home))
+        )  # fmt: skip
+        token = Path(tcp.settings["CLOUDCHAIN_AGENT_TOKEN_FILE"]).read_text().strip()
+        AgentClient(tcp.settings["CLOUDCHAIN_AGENT"], token).read(SERVICE, "user-000")
+        rows[
+            "cchain --read through cchain-agent over TCP, cache hit vs credstash get (process)"
+        ] = process_row(read_argv, peer_get, None, env={**ours_env, **tcp.settings})
+
         results: dict[str, list[tuple[float, float, float | None]]] = {name: [] for name in rows}
         for round_no in range(args.rounds):
             for name, measure in rows.items():
@@ -276,14 +288,9 @@ def main() -> int:
             ]
         }  # fmt: skip
 
-        # The agent under load: 50 connections of cached reads for 10 s, on loopback TCP.
-        tcp = stack.enter_context(
-            agent(str(BIN / "cchain-agent"), agent_env, "--listen", "127.0.0.1:0",
-                  "--token-file", str(write_token(home)), folder=Path(home))
-        )  # fmt: skip
+        # The agent under load: 50 connections of cached reads for 10 s, on loopback TCP, with
+        # the plain token header (as curl and other languages send it).
         url = f"{tcp.settings['CLOUDCHAIN_AGENT']}/v1/secret?service={SERVICE}&user=user-000"
-        token = Path(tcp.settings["CLOUDCHAIN_AGENT_TOKEN_FILE"]).read_text().strip()
-        AgentClient(tcp.settings["CLOUDCHAIN_AGENT"], token).read(SERVICE, "user-000")
         load = wrk(url, token)
         # Peak memory holding 1,000 secrets: a service of 1,000, prefetched.
         seed.import_secrets("thousand", {f"user-{n:04d}": f"secret-{n}-{'y' * 24}"
