@@ -12,9 +12,9 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from .errors import EndpointError, SecretNotFoundError
 from .tally import Tally

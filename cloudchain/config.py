@@ -6,10 +6,10 @@ environment, flags) and the precedence between them are config_sources.py's.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from .errors import RegionNameError

@@ -11,8 +11,8 @@ already in flight. Those are single AWS requests whose outcome a re-run sorts ou
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")

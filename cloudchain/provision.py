@@ -14,7 +14,8 @@ replica regions:
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import crypto, table
 from .clients import Clients

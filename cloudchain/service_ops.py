@@ -112,7 +112,7 @@ class ServiceOperations:
                 secret_value(p, binary, f"{service}/{i.user} in table '{table}'"),
                 i.current.version,
             )
-            for i, (p, binary) in zip(items, plaintexts)
+            for i, (p, binary) in zip(items, plaintexts, strict=True)
         }
 
     def import_secrets(
@@ -133,7 +133,9 @@ class ServiceOperations:
         current = parallel_map(
             lambda item: self._current_plaintext(item, self._home), items, self._config.max_workers
         )
-        existing = {item.user: plaintext for item, (plaintext, _) in zip(items, current)}
+        existing = {
+            item.user: plaintext for item, (plaintext, _) in zip(items, current, strict=True)
+        }
         actions = {
             user: "create" if user not in existing
             else "unchanged" if existing[user] == entries[user][0]
@@ -239,7 +241,9 @@ class ServiceOperations:
         return ReencryptResult(
             reencrypted=outcomes.count("reencrypted"),
             current=outcomes.count("current"),
-            failed=tuple(f"{s}/{u}" for (s, u), o in zip(rows, outcomes) if o == "failed"),
+            failed=tuple(
+                f"{s}/{u}" for (s, u), o in zip(rows, outcomes, strict=True) if o == "failed"
+            ),
         )
 
     def policy(

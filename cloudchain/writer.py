@@ -311,7 +311,7 @@ class RowWriter:
             if row is None:
                 return None
             moved = [store.moved(service, user, v, key, key_arn) for v in row.versions]
-            if all(new is old for new, old in zip(moved, row.versions)):
+            if all(new is old for new, old in zip(moved, row.versions, strict=True)):
                 return None
             state = replace(self._state(item, row, write_id), expires_at=row.expires_at)
             new_item = layout.build_item(service, user, moved[0], moved[1:], state)

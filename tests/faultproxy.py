@@ -28,8 +28,9 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 # (operation, its 1-based count so far, request body) -> action
 Policy = Callable[[str, int, bytes], str]

@@ -107,7 +107,7 @@ def list_secrets(inv: Invocation) -> int:
         rows = [{"service": e.service, "user": e.user, "legacy": e.legacy, "tags": e.tags}
                 for e in entries]  # fmt: skip
         if args.deleted:
-            for row, e in zip(rows, entries):
+            for row, e in zip(rows, entries, strict=True):
                 row.update(deleted_at=e.deleted_at, deleted_by=e.deleted_by,
                            expires_at=iso(e.expires_at))  # fmt: skip
         write_stdout(json.dumps(rows, ensure_ascii=False) + "\n")

@@ -279,7 +279,7 @@ def test_the_fast_path_exits_as_the_direct_path_does(seeded: Emulator, tmp_path:
         through = [seeded.run(*argv, env=agent.env) for argv in commands]
         served = _metric(agent.curl("/metrics")[2].decode(), "cloudchain_agent_requests_total")
     assert served >= len(commands)
-    for argv, a, b in zip(commands, direct, through):
+    for argv, a, b in zip(commands, direct, through, strict=True):
         assert (a.code, a.raw_out, a.err) == (b.code, b.raw_out, b.err), argv
     assert [r.code for r in through] == [0, 0, 3, 3, 0, 1, 0]  # env refuses the binary cert
     # The agent is gone: one warning, and the same answer from AWS.

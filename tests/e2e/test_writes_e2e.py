@@ -221,7 +221,7 @@ def _closed_by_peer(sock: Any) -> bool:
     try:
         while sock.recv(4096):
             pass
-    except socket.timeout:
+    except TimeoutError:
         return False
     except OSError:
         return True
