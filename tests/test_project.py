@@ -157,6 +157,29 @@ def test_the_checkout_the_install_lines_name_is_this_version(tmp_path: Path) -> 
     assert proc.stdout.split()[-2:] == ["cloudchain", cloudchain.__version__]
 
 
+@pytest.mark.e2e
+def test_the_readme_install_line_really_installs_this_version(tmp_path: Path) -> None:
+    """`pip install .` run as the README says, from a copy of the checkout (its tracked
+    files), into a folder of its own: what lands there is this project at this version."""
+    (line,) = [line for line in _install_lines(README) if shlex.split(line)[2] == "."]
+    checkout = tmp_path / "checkout"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / name, checkout / name)
+    target = tmp_path / "installed"
+    argv = [sys.executable, "-m", *shlex.split(line), "--no-deps", "--quiet",
+            "--disable-pip-version-check", "--target", str(target)]  # fmt: skip
+    subprocess.run(argv, cwd=checkout, check=True, capture_output=True, timeout=300)
+    show = "import cloudchain, cloudchain.agent.proof; print(cloudchain.__version__, cloudchain.__file__)"
+    proc = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True,
+                          cwd=tmp_path, env={"PYTHONPATH": str(target)}, check=True)  # fmt: skip
+    version, where = proc.stdout.split()
+    assert version == cloudchain.__version__ and where.startswith(str(target))
+
+
 def _make(target: str) -> str:
     """The commands `make TARGET` would run from a fresh clone (nothing is run)."""
     proc = subprocess.run(
