@@ -133,7 +133,7 @@ def key_of(service: str, user: str) -> dict[str, Any]:
     return {SERVICE: {"S": service}, USERNAME: {"S": user}}
 
 
-def _string(attrs: dict[str, Any], name: str) -> str | None:
+def string_of(attrs: dict[str, Any], name: str) -> str | None:
     value = attrs.get(name, {}).get("S")
     return value if isinstance(value, str) else None
 
@@ -142,7 +142,7 @@ def _decode_version(
     attrs: dict[str, Any], default_version: int, where: str, reference: bool
 ) -> StoredVersion:
     secret = attrs.get(SECRET)
-    action = _string(attrs, ACTION)
+    action = string_of(attrs, ACTION)
     try:
         if action == DELETE:
             ciphertext = None  # the record of a delete: whatever Secret says, it holds none
@@ -155,20 +155,20 @@ def _decode_version(
         version = int(attrs[VERSION]["N"]) if VERSION in attrs else default_version
     except (KeyError, ValueError, TypeError, binascii.Error):
         raise IntegrityError(f"{where}: the Secret or Version attribute is malformed") from None
-    context = _string(attrs, CONTEXT)
+    context = string_of(attrs, CONTEXT)
     return StoredVersion(
         version=version,
         ciphertext=ciphertext,
-        saved_at=_string(attrs, SAVED_AT),
+        saved_at=string_of(attrs, SAVED_AT),
         context_keys=tuple(context.split(",")) if context else None,
-        scheme=_string(attrs, SCHEME) or "direct",
+        scheme=string_of(attrs, SCHEME) or "direct",
         binary=bool(attrs.get(BINARY, {}).get("BOOL", False)),
-        key_arn=_string(attrs, KEY_ID),
-        digest=_string(attrs, DIGEST),
-        write_id=_string(attrs, WRITE_ID),
-        saved_by=_string(attrs, SAVED_BY),
+        key_arn=string_of(attrs, KEY_ID),
+        digest=string_of(attrs, DIGEST),
+        write_id=string_of(attrs, WRITE_ID),
+        saved_by=string_of(attrs, SAVED_BY),
         action=action,
-        comment=_string(attrs, COMMENT),
+        comment=string_of(attrs, COMMENT),
         reference=reference,
     )
 
@@ -198,7 +198,7 @@ def decode(item: dict[str, Any], table: str) -> StoredItem:
         current=_decode_version(item, 1, where, reference=set(item) <= REFERENCE_ATTRIBUTES),
         history=history,
         revision=_number(item, REVISION, where),
-        last_write_id=_string(item, LAST_WRITE_ID),
+        last_write_id=string_of(item, LAST_WRITE_ID),
         retention=_number(item, RETENTION, where),
         tags=tags,
         expires_at=_number(item, EXPIRES_AT, where),
@@ -290,49 +290,3 @@ def build_item(
         if item_size(item) <= ITEM_SIZE_LIMIT or not history:
             return item
         history.pop()
-
-
-@dataclass(frozen=True)
-class RowSummary:
-    """What a listing reads of a row: no ciphertext, no history."""
-
-    service: str
-    user: str
-    legacy: bool
-    deleted: bool
-    saved_at: str | None
-    saved_by: str | None
-    expires_at: int | None
-    tags: dict[str, str]
-
-
-SUMMARY_ATTRIBUTES = (
-    SERVICE,
-    USERNAME,
-    CONTEXT,
-    VERSION,
-    BINARY,
-    ACTION,
-    SAVED_AT,
-    SAVED_BY,
-    EXPIRES_AT,
-)
-
-
-def summary_of(item: dict[str, Any]) -> RowSummary:
-    context = (_string(item, CONTEXT) or "").split(",")
-    binary = bool(item.get(BINARY, {}).get("BOOL", False))
-    expires = item.get(EXPIRES_AT, {}).get("N")
-    deleted = _string(item, ACTION) == DELETE
-    return RowSummary(
-        service=item[SERVICE]["S"],
-        user=item[USERNAME]["S"],
-        # A display hint; reads decide from the whole item (see decode). A delete's record holds
-        # no ciphertext, so no context either: that is not a legacy row.
-        legacy=not deleted and (context == [""] or (binary and BINARY not in context)),
-        deleted=deleted,
-        saved_at=_string(item, SAVED_AT),
-        saved_by=_string(item, SAVED_BY),
-        expires_at=int(expires) if expires and expires.isdigit() else None,
-        tags={k: v.get("S", "") for k, v in item.get(TAGS, {}).get("M", {}).items()},
-    )

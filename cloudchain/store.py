@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from . import crypto, layout, table
 from .clients import Clients
 from .errors import IntegrityError, SecretNotFoundError, aws_error_code
+from .summary import RowSummary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -195,7 +196,7 @@ class SecretStore:
         items = (live(i) for i in table.query_items(self.dynamodb, self.tablename, service))
         return sorted((i for i in items if i is not None and not i.deleted), key=lambda i: i.user)
 
-    def summaries(self, service: str | None) -> list[layout.RowSummary]:
+    def summaries(self, service: str | None) -> list[RowSummary]:
         """Return a summary of every row (or one service's), sorted, reading no ciphertext."""
         rows = table.iter_summaries(self.dynamodb, self.tablename, service)
         return sorted(rows, key=lambda r: (r.service, r.user))

@@ -13,16 +13,14 @@ from .layout import (
     REVISION,
     SECRET,
     SERVICE,
-    SUMMARY_ATTRIBUTES,
     TAGS,
     USERNAME,
     VERSION,
-    RowSummary,
     StoredItem,
     decode,
     key_of,
-    summary_of,
 )
+from .summary import SUMMARY_ATTRIBUTES, RowSummary, summary_of
 
 
 class ConditionFailed(Exception):
