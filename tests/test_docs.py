@@ -42,3 +42,20 @@ def test_the_readme_is_an_introduction() -> None:
     assert titles == ["What cloudchain is", "Install", "Quickstart", "The local emulator",
                       "The agent", "Speed", "Security model, in short",
                       "Reference"]  # fmt: skip
+
+
+def test_every_agent_flag_is_documented() -> None:
+    from cloudchain.agent.main import build_parser
+    from cloudchain.commands.spec import CONFIGURATION
+
+    shared = {flag for option in CONFIGURATION.options for flag in option.flags}
+    page = (REPO / "docs" / "agent.md").read_text()
+    flags = [
+        flag
+        for action in build_parser()._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag not in shared and flag not in ("--help", "--version")
+    ]
+    assert "--max-connections" in flags
+    for flag in flags:
+        assert f"`{flag}" in page, flag
