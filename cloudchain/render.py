@@ -114,16 +114,23 @@ class _Secrets:
     def __init__(self, chain: CloudChain) -> None:
         self._chain = chain
         self._values: dict[Wanted, Any] = {}
+        # False while the names written in the template are read; True once it runs, when a
+        # name may have been computed, even from a secret.
+        self.rendering = False
         self._lock = threading.Lock()
 
     def fetch(self, item: Wanted) -> Any:
         with self._lock:
             if item in self._values:
                 return self._values[item]
-        if item.user is None:
-            value: Any = self._chain.export(item.service)
-        else:
-            value = self._chain.read(item.service, item.user, version=item.version)
+        try:
+            if item.user is None:
+                value: Any = self._chain.export(item.service)
+            else:
+                value = self._chain.read(item.service, item.user, version=item.version)
+        except CloudChainError as err:
+            err.computed = self.rendering  # type: ignore[attr-defined]
+            raise
         for found in value.values() if isinstance(value, dict) else (value,):
             if isinstance(found, bytes):
                 raise ValidationError(
@@ -185,6 +192,14 @@ _KINDS = {
 }
 
 
+def _withheld(err: CloudChainError, message: str) -> CloudChainError:
+    """The same kind of error (so the same exit code), with a message that names nothing."""
+    try:
+        return type(err)(message)
+    except TypeError:  # a subclass that takes more than a message
+        return CloudChainError(message)
+
+
 def _kind(err: BaseException) -> str:
     name = type(err).__name__
     return f"{name} ({_KINDS[name]})" if name in _KINDS else name
@@ -200,12 +215,17 @@ def render(chain: CloudChain, source: str, name: str, limits: RenderLimits | Non
     fetched = _Secrets(chain)
     parallel_map(fetched.fetch, literal, chain.config.max_workers)
     env.globals.update(_functions(fetched))
+    fetched.rendering = True
     jinja2 = _jinja()
     # Compiled with the template's name as its file name: Jinja2 then puts the template's own
     # lines into a traceback, which is how a runtime error finds its line.
-    template = env.template_class.from_code(
-        env, env.compile(source, name=name, filename=name), env.make_globals(None)
-    )
+    try:
+        code = env.compile(source, name=name, filename=name)
+    except jinja2.TemplateError as err:  # an unknown filter: found when compiling, not parsing
+        line = getattr(err, "lineno", None) or "?"
+        raise ValidationError(f"template {name} line {line}: {_kind(err)}: "
+                              f"{getattr(err, 'message', None) or err}") from None  # fmt: skip
+    template = env.template_class.from_code(env, code, env.make_globals(None))
     chunks: list[str] = []
     try:
         generator = template.generate()
@@ -224,9 +244,21 @@ def render(chain: CloudChain, source: str, name: str, limits: RenderLimits | Non
                     if _template_line(err.__traceback__, name) or generator.gi_frame is None:
                         raise
                     generator.throw(err)
-        return "".join(chunks)
-    except CloudChainError:
-        raise  # a missing secret, a refused binary one: already named, already safe
+        text = "".join(chunks)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # its position could tell a secret's length: not said
+            raise ValidationError(f"template {name}: the output is not text (it holds a lone "
+                                  "surrogate, which no file can carry)") from None  # fmt: skip
+        return text
+    except CloudChainError as err:
+        if getattr(err, "computed", False) and fetched.texts():
+            # A name the template computed may be a secret, or made from one: never said.
+            line = _template_line(err.__traceback__, name) or "?"
+            raise _withheld(err, f"template {name} line {line}: a secret() or services() call "
+                            "with a computed name failed; the name was withheld: the template "
+                            "read secrets") from None  # fmt: skip
+        raise  # a missing secret, a refused binary one: named by the template itself, safe
     except (_Misuse, LimitExceeded) as err:
         message, line = str(err), _template_line(err.__traceback__, name)
     except RecursionError as err:

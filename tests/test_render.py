@@ -351,3 +351,38 @@ def test_in_another_thread_output_and_time_are_still_bounded(seeded: CloudChain)
         "template t line 1: the output would be over 1000 bytes (--max-output)",
         "template t line 1: rendering took longer than 0.5 s (--max-time)",
     ]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ secret('billing', secret('billing', 'db')) }}",
+        "{{ secret(secret('billing', 'db') | upper, 'x') }}",
+        "{{ secret('app', secret('billing', 'db')[0]) }}",
+    ],
+)
+def test_a_name_computed_from_a_secret_is_never_said(seeded: CloudChain, source: str) -> None:
+    with pytest.raises(SecretNotFoundError) as raised:
+        render(seeded, source, "t")
+    message = str(raised.value)
+    assert message.startswith("template t line 1: a secret() or services() call with a computed")
+    for leaked in ("p@ss", "P@SS", "app/p", "billing/p"):
+        assert leaked not in message
+
+
+def test_a_computed_name_is_said_while_no_secret_was_read(seeded: CloudChain) -> None:
+    with pytest.raises(SecretNotFoundError, match="billing/nobody"):
+        render(seeded, "{{ secret('billing', 'no' ~ 'body') }}", "t")
+
+
+def test_an_unknown_filter_is_one_line_with_its_line(seeded: CloudChain) -> None:
+    with pytest.raises(ValidationError, match=r"^template t line 2: .*No filter named 'nosuch'"):
+        render(seeded, "ok\n{{ 'a' | nosuch }}", "t")
+
+
+def test_a_lone_surrogate_in_the_output_is_refused_without_its_position(
+    seeded: CloudChain,
+) -> None:
+    with pytest.raises(ValidationError, match="not text") as raised:
+        render(seeded, "{{ secret('billing', 'db') }}{{ '%c' % 56575 }}", "t")
+    assert "position" not in str(raised.value) and "4" not in str(raised.value)
