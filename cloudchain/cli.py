@@ -119,6 +119,8 @@ def _check_usage(
         if _given(getattr(args, option.dest)) and option.dest not in action.accepts:
             users = [a.option.flag for a in ACTIONS.values() if option.dest in a.accepts]
             parser.error(f"{option.flag} goes with {' or '.join(users)}")
+    if getattr(args, "output", None) == "":
+        parser.error("-o/--output needs a file name (leave it out to write to stdout)")
     if action.name == "exec" and not command:
         parser.error("--exec needs a command: --exec -- CMD [ARGS...]")
     if action.name == "save" and args.binary not in (None, False, True):

@@ -12,8 +12,14 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import RegionNameError
-from .validation import check_choice, check_seconds, check_whole
+from .errors import CloudChainConfigError, RegionNameError
+from .validation import (
+    EndpointValueError,
+    check_choice,
+    check_endpoint,
+    check_seconds,
+    check_whole,
+)
 
 DEFAULT_TABLE = "safedb"
 DEFAULT_REGION = "us-east-1"
@@ -135,11 +141,11 @@ SETTINGS: dict[str, Setting] = {
     "region_name": Setting(
         "CLOUDCHAIN_REGION", "dynamo", "region_name", check_region, regions=True
     ),
-    "endpoint_url": Setting("CLOUDCHAIN_ENDPOINT_URL", "dynamo", "endpoint_url"),
+    "endpoint_url": Setting("CLOUDCHAIN_ENDPOINT_URL", "dynamo", "endpoint_url", check_endpoint),
     "tablename": Setting("CLOUDCHAIN_TABLE", "dynamo", "tablename"),
     "keyalias": Setting("CLOUDCHAIN_KEY_ALIAS", "IAMKMS", "keyalias"),
     "kms_endpoint_url": Setting(
-        "CLOUDCHAIN_KMS_ENDPOINT_URL", "IAMKMS", "endpoint_url", top_level=False
+        "CLOUDCHAIN_KMS_ENDPOINT_URL", "IAMKMS", "endpoint_url", check_endpoint, top_level=False
     ),
     "history_size": Setting("CLOUDCHAIN_HISTORY", "dynamo", "history", _positive_int),
     "connect_timeout": Setting(
@@ -222,8 +228,8 @@ class Config:
         """Check every value, however the Config was built; empty strings mean "not set"."""
         checked = {
             "region_name": _checked_region(self.region_name),
-            "endpoint_url": self.endpoint_url or None,
-            "kms_endpoint_url": self.kms_endpoint_url or None,
+            "endpoint_url": _checked_endpoint(self.endpoint_url, "endpoint_url"),
+            "kms_endpoint_url": _checked_endpoint(self.kms_endpoint_url, "kms_endpoint_url"),
             "tablename": self.tablename or DEFAULT_TABLE,
             "keyalias": self.keyalias or None,
             "profile_name": self.profile_name or None,
@@ -274,6 +280,15 @@ def _checked_regions(regions: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(checked))  # in order, once each
 
 
+def _checked_endpoint(url: object, name: str) -> str | None:
+    if not url:
+        return None
+    try:
+        return check_endpoint(url)
+    except EndpointValueError as err:
+        raise CloudChainConfigError(f"invalid {name}: {err}") from None
+
+
 def _checked_endpoints(endpoints: object) -> dict[str, str]:
     found = dict(endpoints or {})  # type: ignore[call-overload]
     for region in found:
@@ -281,6 +296,7 @@ def _checked_endpoints(endpoints: object) -> dict[str, str]:
             check_region(region)
         except ValueError as err:
             raise _refused("a per-region endpoint", err) from None
+        _checked_endpoint(found[region], f"endpoint_url.{region}")
     return {region: str(url) for region, url in found.items() if url}
 
 

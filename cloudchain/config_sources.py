@@ -18,13 +18,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from .config import REGION_ENDPOINTS, SETTINGS, Config, check_region, region_hint
+from .config import (
+    REGION_ENDPOINTS,
+    SETTINGS,
+    Config,
+    check_region,
+    region_hint,
+)
 from .config_file import config_path, read_config_file
 from .errors import CloudChainConfigError, RegionNameError
+from .validation import EndpointValueError, check_endpoint
 
 log = logging.getLogger(__name__)
 # The AWS chain's own region variable (botocore reads it when no region is configured).
 AWS_REGION_ENV = "AWS_DEFAULT_REGION"
+
+
+MAX_WARNINGS = 10
 
 
 def region_endpoints_in(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -41,6 +51,8 @@ def region_endpoints_in(environ: Mapping[str, str]) -> dict[str, dict[str, str]]
 
 def _refuse(name: str, source: str, err: ValueError) -> CloudChainConfigError:
     message = f"invalid {name} from {source}: {err}"
+    if isinstance(err, EndpointValueError):
+        return CloudChainConfigError(message)
     if name in REGION_ENDPOINTS or SETTINGS[name].regions:
         return RegionNameError(message, hint=region_hint(err))
     return CloudChainConfigError(message)
@@ -90,8 +102,11 @@ def load_config(
     """Build a Config from explicit values, the environment and the config file; log a
     warning for each key in the file that no setting reads."""
     config, _, warnings = explain_config(overrides, path=path, environ=environ)
-    for warning in warnings:
+    for warning in warnings[:MAX_WARNINGS]:
         log.warning("%s", warning)
+    if len(warnings) > MAX_WARNINGS:  # a file of junk is one screen of warnings, not a flood
+        log.warning("and %d more keys that nothing reads (cchain --doctor lists them)",
+                    len(warnings) - MAX_WARNINGS)  # fmt: skip
     return config
 
 
@@ -129,9 +144,10 @@ def explain_config(
             ("environment", from_env_regions[name]),
             ("flag", overrides.get(name) or {}),
         ):
-            for region in endpoints:
+            for region, url in endpoints.items():
                 try:
                     check_region(region)
+                    check_endpoint(url)
                 except ValueError as err:
                     described = {
                         "environment": "environment variable "

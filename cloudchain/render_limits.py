@@ -49,16 +49,22 @@ _WIDE_FILTERS = ("center", "indent", "wordwrap", "truncate")
 _SIZE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*", re.IGNORECASE)
 
 
+# Beyond any output a template should make, and small enough for the bounds' arithmetic.
+MAX_SIZE = 1 << 40
+
+
 def parse_size(text: str) -> int:
     """Return a size in bytes from `16777216`, `1024`, `16MiB`, `512K` or `1GiB` (binary
     units); anything else, or 0, is a one-line error."""
     match = _SIZE.fullmatch(text)
     unit = match.group(2).lower() if match else None
-    if match is None or unit not in _UNITS or int(match.group(1)) == 0:
+    size = int(match.group(1)) * _UNITS[unit] if match and unit in _UNITS else 0
+    if not text.isascii() or not 0 < size <= MAX_SIZE:
         raise ValidationError(
-            f"{text!r} is not a size: give bytes (1024) or a number with KiB, MiB or GiB (16MiB)"
+            f"{text!r} is not a size: give bytes (1024) or a number with KiB, MiB or GiB "
+            "(16MiB), at most 1 TiB"
         )
-    return int(match.group(1)) * _UNITS[unit]
+    return size
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from .errors import ValidationError
 
@@ -187,3 +188,22 @@ def check_choice(value: object, what: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValidationError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
     return str(value)
+
+
+class EndpointValueError(ValueError):
+    """An endpoint URL that is not one."""
+
+
+def check_endpoint(url: object) -> str:
+    """Return url if it is an http(s) URL with a host (and a port, if any, that is a number),
+    else raise EndpointValueError: botocore would fail on it with a traceback."""
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EndpointValueError(f"{shown(text)!r} is not an http(s) URL such as "
+                                 "http://127.0.0.1:5000")  # fmt: skip
+    return text

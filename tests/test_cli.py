@@ -302,3 +302,12 @@ def test_import_keeps_a_raw_crlf_inside_a_quoted_dotenv_value(cli: None, tmp_pat
     path.write_bytes(b'A="dos\r\nline"\r\nB=plain\r\n')
     assert main(["-e", "svc", "--import", str(path)]) == 0
     assert CloudChain().export("svc") == {"A": "dos\r\nline", "B": "plain"}
+
+
+@pytest.mark.parametrize("action", [["-e", "web", "--export"], ["--render", "t.j2"]])
+def test_an_empty_output_name_is_a_usage_error_not_stdout(
+    capsys: pytest.CaptureFixture[str], action: list[str]
+) -> None:
+    assert main([*action, "-o", ""]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "-o/--output needs a file name" in err

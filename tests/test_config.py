@@ -102,10 +102,11 @@ ENV = {
 def test_environment_beats_file_and_flag_beats_environment(
     rc: Path, monkeypatch: pytest.MonkeyPatch, field: str
 ) -> None:
-    # A region is checked, so its stand-ins are real region names.
-    from_env, from_flag = (
-        ("eu-west-2", "eu-west-3") if field == "region_name" else ("from-env", "from-flag")
-    )
+    # A region and an endpoint are checked, so their stand-ins are real ones.
+    from_env, from_flag = {
+        "region_name": ("eu-west-2", "eu-west-3"),
+        "endpoint_url": ("http://from-env:1", "http://from-flag:2"),
+    }.get(field, ("from-env", "from-flag"))
     rc.write_text(SECTIONED)
     assert getattr(load_config(), field) == getattr(FROM_FILE, field)
     monkeypatch.setenv(ENV[field], from_env)

@@ -275,7 +275,10 @@ def test_sizes_are_bytes_or_binary_units(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "1.5M", "16MB", "lots", ""])
+@pytest.mark.parametrize(
+    "text",
+    ["0", "-1", "1.5M", "16MB", "lots", "", "\u0661\u0662", "99999999999999999999GiB", "2TiB"],
+)
 def test_a_bad_size_is_refused(text: str) -> None:
     with pytest.raises(ValidationError, match="is not a size"):
         parse_size(text)

@@ -208,3 +208,49 @@ def test_doctor_names_the_stray_key_and_its_nearest(
     assert config["status"] == "FAIL"
     assert "line 2: cloudchain reads no key 'table_name' in [dynamo]" in config["detail"]
     assert "did you mean tablename?" in config["detail"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CLOUDCHAIN_ENDPOINT_URL", "not a url"),
+        ("CLOUDCHAIN_ENDPOINT_URL", "http://[::1"),
+        ("CLOUDCHAIN_ENDPOINT_URL", "http://127.0.0.1:port"),
+        ("CLOUDCHAIN_KMS_ENDPOINT_URL", "ftp://127.0.0.1"),
+        ("CLOUDCHAIN_ENDPOINT_URL_US_WEST_2", "not a url"),
+    ],
+)
+@pytest.mark.parametrize("action", ["read", "list", "doctor"])
+def test_an_endpoint_that_is_not_a_url_is_one_line_naming_its_variable(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    action: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    code = main(["--doctor"] if action == "doctor" else ACTIONS[action])
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    said = out if action == "doctor" else err
+    assert f"environment variable {variable}: {value!r} is not an http(s) URL" in said
+    if action != "doctor":
+        assert err.startswith("cchain: error: ") and len(err.splitlines()) <= 2
+
+
+def test_a_per_region_endpoint_that_is_not_a_url_names_its_file_line(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_env / ".cchainrc").write_text("[dynamo]\nendpoint_url.us-west-2 = not a url\n")
+    assert main(["--list"]) == 1
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_a_file_of_unknown_keys_warns_one_screen_not_a_flood(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = "".join(f"junk{n} = x\n" for n in range(500))
+    (clean_env / ".cchainrc").write_text(f"[dynamo]\n{keys}")
+    main(["-e", "web", "--list", "--endpoint-url", NOWHERE, "--max-attempts", "1"])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 11 and "and 490 more" in warnings[-1]
