@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from support import BIN, Emulator, Result
+from users import skip_unless_python_runs_as
 
 pytestmark = pytest.mark.e2e
 
@@ -98,6 +99,7 @@ def host(emulator: Emulator) -> Iterator[Host]:
     shared = Path(tempfile.mkdtemp(dir="/tmp", prefix="cchain-shared-"))
     try:
         users += [_make_user(), _make_user()]
+        skip_unless_python_runs_as(users[0].uid, users[0].gid)
         shared.chmod(0o1777)
         (shared / "t.j2").write_text(TEMPLATE)
         (shared / "t.j2").chmod(0o644)

@@ -10,6 +10,7 @@ import contextlib
 import os
 import pwd
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ def other_user() -> Iterator[tuple[int, int, Path]]:
         entry = pwd.getpwnam(name)
         home.mkdir(mode=0o755)
         os.chown(home, entry.pw_uid, entry.pw_gid)
+        skip_unless_python_runs_as(entry.pw_uid, entry.pw_gid)
         yield entry.pw_uid, entry.pw_gid, home
     finally:
         subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
@@ -53,3 +55,13 @@ def other_user() -> Iterator[tuple[int, int, Path]]:
 def as_user(uid: int, gid: int, *argv: str) -> list[str]:
     """argv run as uid/gid with no supplementary groups."""
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
+
+
+def skip_unless_python_runs_as(uid: int, gid: int) -> None:
+    """Skip the test when another user cannot run this interpreter: a Python built under a
+    directory only root may enter (pyenv in /root) loads its libpython from there."""
+    probe = subprocess.run(as_user(uid, gid, sys.executable, "-c", "pass"), capture_output=True)
+    if probe.returncode != 0:
+        import pytest
+
+        pytest.skip(f"uid {uid} cannot run {sys.executable}: {probe.stderr.decode()[:120]}")
