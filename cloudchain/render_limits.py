@@ -28,9 +28,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ValidationError
 
@@ -67,9 +66,10 @@ def parse_size(text: str) -> int:
     return size
 
 
-@dataclass(frozen=True)
-class RenderLimits:
-    """How much output and time one rendering may take."""
+class RenderLimits(NamedTuple):
+    """How much output and time one rendering may take. (A NamedTuple, not a dataclass: the
+    parser imports this module, and dataclasses costs every command, the agent's fast read
+    too, several milliseconds.)"""
 
     max_output: int = DEFAULT_MAX_OUTPUT
     max_seconds: float = DEFAULT_MAX_SECONDS

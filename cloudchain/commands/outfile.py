@@ -26,7 +26,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 from collections import deque
 
@@ -196,7 +195,7 @@ def _replace_atomically(path: str, target: str, payload: bytes) -> None:
     folder, name = os.path.split(target)
     dir_fd = _open_directory(path, folder or "/")
     try:
-        temp = f".{name}.{secrets.token_hex(8)}.tmp"  # unpredictable, and created only if new
+        temp = f".{name}.{os.urandom(8).hex()}.tmp"  # unpredictable, and created only if new
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
         try:
