@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from urllib.parse import urlsplit
 
 from .errors import ValidationError
@@ -207,3 +207,14 @@ def check_endpoint(url: object) -> str:
         raise EndpointValueError(f"{shown(text)!r} is not an http(s) URL such as "
                                  "http://127.0.0.1:5000")  # fmt: skip
     return text
+
+
+def merged_tags(
+    current: Mapping[str, str], tags: Mapping[str, str] | None, untag: Collection[str]
+) -> dict[str, str]:
+    """Return current with tags set and untag removed, refusing more than MAX_TAGS."""
+    result = {k: v for k, v in current.items() if k not in untag}
+    result.update(tags or {})
+    if len(result) > MAX_TAGS:
+        raise ValidationError(f"a secret holds at most {MAX_TAGS} tags, not {len(result)}")
+    return result

@@ -26,7 +26,7 @@ from . import crypto, layout, table
 from .errors import CloudChainError, SecretNotFoundError, ValidationError, VersionConflictError
 from .results import Deleted
 from .store import SecretStore, live
-from .validation import MAX_TAGS
+from .validation import merged_tags
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,17 +60,6 @@ class Why:
 
     action: str = "save"
     comment: str | None = None
-
-
-def merged_tags(
-    current: Mapping[str, str], tags: Mapping[str, str] | None, untag: Collection[str]
-) -> dict[str, str]:
-    """Return current with tags set and untag removed, refusing more than MAX_TAGS."""
-    result = {k: v for k, v in current.items() if k not in untag}
-    result.update(tags or {})
-    if len(result) > MAX_TAGS:
-        raise ValidationError(f"a secret holds at most {MAX_TAGS} tags, not {len(result)}")
-    return result
 
 
 class RowWriter:
