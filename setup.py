@@ -35,6 +35,8 @@ TEST = [
     "awscli>=1.29",
     "ruff>=0.6",
     "mypy>=1.10",
+    # A test runs setup.py itself; Python 3.12+ venvs come without setuptools.
+    "setuptools>=61",
 ]
 
 setup(
