@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 
 from ..errors import ValidationError
+from .entries import parse_entries
 
 
 def dotenv_problem(value: str) -> str | None:
@@ -88,43 +89,30 @@ def _expand(value: str, earlier: Mapping[str, str]) -> str:
 def parse_dotenv(text: str) -> dict[str, str]:
     """Parse a dotenv file as python-dotenv does, minus the process environment; a name
     given twice is refused."""
-    values: dict[str, str] = {}
-    pos, lineno = 0, 1
-    while pos < len(text):
-        end_of_line = text.find("\n", pos)
-        end_of_line = len(text) if end_of_line < 0 else end_of_line
-        line = text[pos:end_of_line]
-        if not line.strip() or line.lstrip().startswith("#"):
-            pos, lineno = end_of_line + 1, lineno + 1
-            continue
-        match = _DOTENV_LINE.match(text, pos)
-        if match is None or match.end() > end_of_line:
-            raise ValidationError(f"dotenv line {lineno} is not NAME=value")
-        name, first_line, pos = match.group(1), lineno, match.end()
-        quote = text[pos : pos + 1]
-        if quote in _QUOTED:
-            body = _QUOTED[quote].match(text, pos)
-            if body is None:
-                raise ValidationError(f"dotenv entry {name} (line {lineno}) has no closing {quote}")
-            value = _unescape(body.group(1), _DOUBLE_ESCAPES if quote == '"' else _SINGLE_ESCAPES)
-            rest_end = text.find("\n", body.end())
-            rest_end = len(text) if rest_end < 0 else rest_end
-            rest = text[body.end() : rest_end].strip()
-            if rest and not rest.startswith("#"):
-                raise ValidationError(
-                    f"dotenv entry {name} (line {lineno}) has text after its quote"
-                )
-            lineno += text.count("\n", pos, rest_end)
-            pos = rest_end
-        else:
-            value = text[pos:end_of_line]
-            comment = _COMMENT.search(value)
-            value = (value[: comment.start()] if comment else value).strip()
-            pos = end_of_line
-        if name in values:
-            raise ValidationError(
-                f"dotenv entry {name} is given twice (again on line {first_line})"
-            )
-        values[name] = _expand(value, values)
-        pos, lineno = pos + 1, lineno + 1
-    return values
+    return parse_entries(text, _DOTENV_LINE, "dotenv", "NAME=value", _dotenv_value)
+
+
+def _dotenv_value(
+    text: str, pos: int, name: str, lineno: int, end_of_line: int, values: dict[str, str]
+) -> tuple[str, int, int]:
+    """One value: quoted (perhaps over several lines, a comment allowed after it) or bare (to
+    the end of the line or a comment); ${NAME} expanded from the entries before it."""
+    quote = text[pos : pos + 1]
+    if quote in _QUOTED:
+        body = _QUOTED[quote].match(text, pos)
+        if body is None:
+            raise ValidationError(f"dotenv entry {name} (line {lineno}) has no closing {quote}")
+        value = _unescape(body.group(1), _DOUBLE_ESCAPES if quote == '"' else _SINGLE_ESCAPES)
+        rest_end = text.find("\n", body.end())
+        rest_end = len(text) if rest_end < 0 else rest_end
+        rest = text[body.end() : rest_end].strip()
+        if rest and not rest.startswith("#"):
+            raise ValidationError(f"dotenv entry {name} (line {lineno}) has text after its quote")
+        lineno += text.count("\n", pos, rest_end)
+        pos = rest_end
+    else:
+        value = text[pos:end_of_line]
+        comment = _COMMENT.search(value)
+        value = (value[: comment.start()] if comment else value).strip()
+        pos = end_of_line
+    return _expand(value, values), pos, lineno
