@@ -94,8 +94,9 @@ class AgentClient:
             token = _read_token_file(token_file)
         return cls(address, token, environ=environ)
 
-    def _connect(self, deadline: float) -> tuple[socket.socket, str | None]:
-        """A connected socket, and the token to prove ourselves with (TCP), or refuse."""
+    def _connect(self, deadline: float) -> tuple[socket.socket, str | None, str]:
+        """A connected socket, the token to prove ourselves with (TCP), and the Host to name;
+        or refuse."""
         if self.address.startswith("unix:"):
             from .trust import Untrusted, check_peer, check_socket_path, trusted_uids
 
@@ -116,7 +117,7 @@ class AgentClient:
             except OSError:
                 sock.close()
                 raise
-            return sock, None
+            return sock, None, "localhost"
         url = urlparse(self.address if "://" in self.address else f"http://{self.address}")
         if url.scheme != "http" or not url.hostname:
             raise AgentUnavailable(
@@ -128,7 +129,8 @@ class AgentClient:
         if not self._token:
             raise AgentUnavailable(f"no token for the agent at {self.address}", TOKEN_FIX)
         left = max(deadline - time.monotonic(), 0.001)
-        return socket.create_connection((url.hostname, url.port or 80), left), self._token
+        connected = socket.create_connection((url.hostname, url.port or 80), left)
+        return connected, self._token, url.netloc
 
     def request(
         self, method: str, path: str, query: list[tuple[str, str]]
@@ -138,9 +140,9 @@ class AgentClient:
         target = path + ("?" + urlencode(query) if query else "")
         deadline = time.monotonic() + self._timeout
         try:
-            sock, token = self._connect(deadline)
+            sock, token, host = self._connect(deadline)
             with sock:
-                answer = self._exchange(sock, method, target, token, deadline)
+                answer = self._exchange(sock, f"{method} {target}", host, token, deadline)
         except (OSError, ValueError) as err:
             why = err if str(err) else type(err).__name__
             fix = TOKEN_FIX if isinstance(err, _Unproven) else None
@@ -160,25 +162,28 @@ class AgentClient:
             raise AgentUnavailable(f"the agent answered {answer.status}: {shown(message)}")
         raise error(message, hint=hint)
 
+    @staticmethod
     def _exchange(
-        self, sock: socket.socket, method: str, target: str, token: str | None, deadline: float
+        sock: socket.socket, request: str, host: str, token: str | None, deadline: float
     ) -> Answer:
-        """One request on a connected socket: with a challenge first when there is a token,
-        and the answer's proof checked, so an impostor's answer is never believed."""
-        head = [f"{method} {target} HTTP/1.1", f"Host: {self._host()}", "Content-Length: 0"]
+        """One request ("METHOD TARGET") on a connected socket: with a challenge first when
+        there is a token, and the answer's proof checked, so an impostor's is never believed."""
+        method, target = request.split(" ", 1)
+        head = [f"{request} HTTP/1.1", f"Host: {host}", "Content-Length: 0"]
         if token is None:
             sock.sendall(request_bytes([*head, "Connection: close"]))
             return receive(sock, deadline)
         from . import proof
 
         sock.sendall(request_bytes([f"GET {proof.CHALLENGE_PATH} HTTP/1.1",
-                                     f"Host: {self._host()}", "Content-Length: 0"]))  # fmt: skip
+                                     f"Host: {host}", "Content-Length: 0"]))  # fmt: skip
         issued = receive(sock, deadline)
         try:
             challenge = json.loads(issued.body)["challenge"] if issued.status == 200 else None
         except (ValueError, KeyError, TypeError):
             challenge = None
-        if not isinstance(challenge, str) or not challenge.isalnum() or len(challenge) > 128:
+        if not (isinstance(challenge, str) and challenge.isascii() and challenge.isalnum()
+                and len(challenge) <= 128):  # fmt: skip
             raise ValueError("no usable challenge")
         mine = proof.nonce()
         mac = proof.request_mac(token, challenge, mine, method, target)
@@ -192,11 +197,6 @@ class AgentClient:
         if not proof.same(answer.headers.get(proof.PROOF_HEADER.lower(), ""), expected):
             raise _Unproven("its answer carries no valid proof: not the agent, or a wrong token")
         return answer
-
-    def _host(self) -> str:
-        if self.address.startswith("unix:"):
-            return "localhost"
-        return urlparse(self.address if "://" in self.address else f"http://{self.address}").netloc
 
     def read(self, service: str, user: str, version: int | None = None) -> tuple[str | bytes, int]:
         """Return a secret (bytes if saved as bytes) and its version number."""
