@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import stat
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support import BIN, Emulator, Result
-from users import skip_unless_python_runs_as
+from users import add_user, remove_user, skip_unless_python_runs_as
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +44,7 @@ class User:
 
 def _make_user() -> User:
     name = f"cct{uuid.uuid4().hex[:10]}"
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, timeout=30)
-    entry = pwd.getpwnam(name)
+    entry = add_user(name, "-m", "-s", "/bin/sh")
     return User(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
 
 
@@ -107,7 +105,7 @@ def host(emulator: Emulator) -> Iterator[Host]:
     finally:
         shutil.rmtree(shared, ignore_errors=True)
         for user in users:
-            subprocess.run(["userdel", "-r", user.name], capture_output=True, timeout=30)
+            remove_user(user.name, "-r")
 
 
 def _refused(result: Result, *words: str) -> None:

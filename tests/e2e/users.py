@@ -28,28 +28,36 @@ def other_user() -> Iterator[tuple[int, int, Path]]:
     base = Path(tempfile.mkdtemp(prefix="cchain-users-", dir="/tmp"))
     base.chmod(0o755)
     home = base / name
-    for attempt in range(20):  # useradd may find /etc/passwd locked by a parallel test
-        made = subprocess.run(["useradd", "--no-create-home", "--home-dir", str(home),
-                               "--shell", "/bin/sh", "--user-group", name],
-                              capture_output=True)  # fmt: skip
-        if made.returncode == 0:
-            break
-        time.sleep(0.2 + attempt * 0.1)
-    else:
-        raise RuntimeError(f"useradd failed: {made.stderr.decode()}")
+    entry = add_user(name, "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh",
+                     "--user-group")  # fmt: skip
     try:
-        entry = pwd.getpwnam(name)
         home.mkdir(mode=0o755)
         os.chown(home, entry.pw_uid, entry.pw_gid)
         skip_unless_python_runs_as(entry.pw_uid, entry.pw_gid)
         yield entry.pw_uid, entry.pw_gid, home
     finally:
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-        for attempt in range(20):
-            if subprocess.run(["userdel", name], capture_output=True).returncode in (0, 6):
-                break
-            time.sleep(0.2 + attempt * 0.1)
+        remove_user(name)
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def add_user(name: str, *options: str) -> pwd.struct_passwd:
+    """useradd OPTIONS NAME, again while /etc/passwd is locked by a parallel test."""
+    for attempt in range(20):
+        made = subprocess.run(["useradd", *options, name], capture_output=True)
+        if made.returncode == 0:
+            return pwd.getpwnam(name)
+        time.sleep(0.2 + attempt * 0.1)
+    raise RuntimeError(f"useradd failed: {made.stderr.decode()}")
+
+
+def remove_user(name: str, *options: str) -> None:
+    """End the user's processes, then userdel OPTIONS NAME, again while /etc/passwd is locked."""
+    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+    for attempt in range(20):
+        done = subprocess.run(["userdel", *options, name], capture_output=True).returncode
+        if done in (0, 6):  # 6: no such user
+            return
+        time.sleep(0.2 + attempt * 0.1)
 
 
 def as_user(uid: int, gid: int, *argv: str) -> list[str]:
