@@ -1,0 +1,79 @@
+"""Run a command we were given (a rotation hook, a template's command) with a deadline.
+
+The command gets its own process group, so a timeout kills it and everything it started. Its
+stdout and stderr are ours (passed through, never buffered here), so a command that floods its
+output cannot fill a pipe and hang us. Input, when given, goes through a pipe: never argv, never
+the environment, so a value handed to a hook is not visible in `ps` or /proc/PID/environ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+
+class Finished(NamedTuple):
+    """How a command ended: exactly one of status (its exit status), killed_by (the signal
+    that ended it, not ours) or timed_out (we killed it at the deadline) says."""
+
+    status: int | None
+    killed_by: int | None
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+    def describe(self) -> str:
+        """One phrase for an error or log line."""
+        if self.timed_out:
+            return "timed out and was killed"
+        if self.killed_by is not None:
+            try:
+                name = signal.Signals(self.killed_by).name
+            except ValueError:
+                name = f"signal {self.killed_by}"
+            return f"was killed by {name}"
+        return f"exited with status {self.status}"
+
+
+def run_bounded(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    cwd: str | None = None,
+) -> Finished:
+    """Run argv to completion or until timeout seconds have passed, then kill its process
+    group. OSError (missing, not executable) is the caller's to report."""
+    process = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,  # its own group: a timeout kills what it started too
+    )
+    try:
+        process.communicate(input=stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        return Finished(None, None, True)
+    except BaseException:  # Ctrl-C or SIGTERM while it runs: do not leave it behind
+        kill_group(process)
+        raise
+    code = process.returncode
+    if code < 0:
+        return Finished(None, -code, False)
+    return Finished(code, None, False)
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process's group and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
