@@ -21,12 +21,19 @@ COMPLETION = ["argcomplete>=3"]
 AGENT = ["prometheus-client>=0.17"]
 # make docs: the reference in docs/, built with MkDocs in strict mode.
 DOCS = ["mkdocs>=1.5"]
+# cchain --export --format yaml or k8s (PyYAML), properties (javaproperties).
+FORMATS = ["PyYAML>=5.1", "javaproperties>=0.8"]
 TEST = [
     *LOCAL,
     *TEMPLATE,
     *COMPLETION,
     *AGENT,
     *DOCS,
+    *FORMATS,
+    # Readers that check the exports, none of them our writer: python-hcl2 (tfvars) and
+    # jproperties (properties); PyYAML's safe loader reads yaml and k8s.
+    "python-hcl2>=8.1",
+    "jproperties>=2.1",
     "pytest>=7",
     "pytest-xdist>=3",
     "hypothesis>=6",
@@ -57,6 +64,7 @@ setup(
         "completion": COMPLETION,
         "agent": AGENT,
         "docs": DOCS,
+        "formats": FORMATS,
         "test": TEST,
         "dev": TEST,
     },

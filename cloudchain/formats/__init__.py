@@ -1,10 +1,11 @@
-"""The export and import formats, one module each (json, dotenv, env), and what they share:
-variable names (names.py), and the check of every value before the first byte is written.
+"""The export and import formats, one module each (json, dotenv, env, github; yaml,
+properties, tfvars and k8s, keyed by username, in keyed.py), and what they share: variable
+names (names.py), and the check of every value before the first byte is written.
 
 A value a format cannot carry is never written some other way: the export is refused naming
 every such secret at once, or with skip, those are left out and named for a warning. A binary
-secret is refused by dotenv, env and the environment unless it is exported as base64, under
-its variable name and BASE64_SUFFIX.
+secret is refused by dotenv, env, github, properties, tfvars and the environment unless it is
+exported as base64, under its variable name (or username) and BASE64_SUFFIX.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import NamedTuple
 from ..errors import CloudChainError, ValidationError
 from .dotenv import dotenv_line, dotenv_problem, parse_dotenv
 from .env import MAX_ENV_STRING, env_line, environment_problem, parse_env
+from .github import github_problem, mask_lines, render_github
 from .json import parse_json, render_json
+from .keyed import KEYED_FORMATS, check_keyed_options, keyed_entries, render_keyed
+from .libraries import check_writers
 from .names import (
     BASE64_SUFFIX,
     LOADER_PREFIXES,
@@ -32,13 +36,17 @@ from .names import (
 __all__ = [
     "BASE64_SUFFIX",
     "FORMATS",
+    "KEYED_FORMATS",
     "LOADER_PREFIXES",
     "LOADER_VARIABLES",
     "MAX_ENV_STRING",
+    "VARIABLE_FORMATS",
     "Exported",
     "Refused",
+    "check_keyed_options",
     "check_loader_variables",
     "check_prefix",
+    "check_writers",
     "decode_base64_variables",
     "describe",
     "env_name",
@@ -52,12 +60,19 @@ __all__ = [
     "users_for_variables",
 ]
 
-FORMATS = ("json", "dotenv", "env")
+FORMATS = ("json", "dotenv", "env", "yaml", "tfvars", "properties", "k8s", "github")
 IMPORT_FORMATS = ("json", "dotenv", "env")
+# The formats whose names are environment variables (--prefix, --allow-env apply).
+VARIABLE_FORMATS = ("dotenv", "env", "github")
 _WHERE = {
     "dotenv": "as dotenv that sh, bash and python-dotenv all read back exactly",
     "env": "as env lines",
     "exec": "in the environment",
+    "github": "as a $GITHUB_ENV file that the Actions runner reads back exactly",
+    "yaml": "as YAML that PyYAML reads back exactly",
+    "properties": "as Java properties",
+    "tfvars": "as Terraform variables",
+    "k8s": "in a Kubernetes Secret",
 }
 
 
@@ -74,10 +89,12 @@ class Refused(NamedTuple):
 
 
 class Exported(NamedTuple):
-    """An export's whole text, and the secrets skip left out of it."""
+    """An export's whole text, the secrets skip left out of it, and what goes to stdout
+    before the text is written anywhere (github's ::add-mask:: lines)."""
 
     text: str
     skipped: tuple[Refused, ...] = ()
+    preamble: str = ""
 
 
 def describe(refused: tuple[Refused, ...] | list[Refused]) -> str:
@@ -86,7 +103,9 @@ def describe(refused: tuple[Refused, ...] | list[Refused]) -> str:
 
 
 def _refusal(fmt: str, refused: list[Refused]) -> CloudChainError:
-    ways = {"dotenv": ["--format env or --format json"], "env": ["--format json"]}.get(fmt, [])
+    ways = ["--format env or --format json"] if fmt == "dotenv" else []
+    if fmt not in ("dotenv", "exec", "yaml"):  # json carries everything; yaml refuses nothing
+        ways.append("--format json")
     if any(r.binary for r in refused):
         ways.append("--binary base64 for binary secrets")
     ways.append("--skip-unrepresentable to leave them out")
@@ -117,6 +136,8 @@ def _encode(
         problem = environment_problem(name, value)
         if problem is None and fmt == "dotenv":
             problem = dotenv_problem(value)
+        if problem is None and fmt == "github":
+            problem = github_problem(value)
         if problem is not None:
             refused.append(Refused(user, name, problem))
             continue
@@ -126,6 +147,29 @@ def _encode(
     return texts, tuple(refused)
 
 
+def _keyed(
+    fmt: str,
+    service: str,
+    secrets: Mapping[str, str | bytes],
+    binary_base64: bool,
+    skip: bool,
+    k8s: tuple[str | None, str | None],
+) -> Exported:
+    """Render a format keyed by username, refusing (or with skip, leaving out) what it
+    cannot carry: what the checks find first, then what its writer would not read back."""
+    entries, owners, problems = keyed_entries(fmt, service, secrets, binary_base64)
+    refused = [Refused(*problem) for problem in problems]
+    while True:
+        if refused and not skip:
+            raise _refusal(fmt, refused)
+        text, wrong = render_keyed(fmt, service, entries, k8s_name=k8s[0], k8s_namespace=k8s[1])
+        if not wrong:
+            return Exported(text, tuple(refused))
+        reason = "is a value the writer would not read back exactly"
+        refused += [Refused(owners[key], key, reason) for key in wrong]
+        entries = {key: value for key, value in entries.items() if key not in wrong}
+
+
 def render_export(
     fmt: str,
     secrets: Mapping[str, str | bytes],
@@ -133,15 +177,26 @@ def render_export(
     *,
     binary_base64: bool = False,
     skip: bool = False,
+    service: str = "",
+    k8s_name: str | None = None,
+    k8s_namespace: str | None = None,
+    github_mask: bool = False,
 ) -> Exported:
-    """Render secrets (user -> value) in fmt; names maps users to variable names.
+    """Render secrets (user -> value) in fmt; names maps users to variable names (for the
+    VARIABLE_FORMATS; the others are keyed by username).
 
-    json carries every value (a binary one as {"base64": "..."}). dotenv and env refuse what
+    json carries every value (a binary one as {"base64": "..."}). The others refuse what
     they cannot carry, naming all of it, unless skip: then it is left out and returned.
     """
     if fmt == "json":
         return Exported(render_json(secrets))
+    if fmt in KEYED_FORMATS:
+        return _keyed(fmt, service, secrets, binary_base64, skip, (k8s_name, k8s_namespace))
     texts, skipped = _encode(fmt, secrets, names, binary_base64, skip)
+    if fmt == "github":
+        entries = {names[user]: text for user, text in texts.items()}
+        preamble = mask_lines(list(texts.values())) if github_mask else ""
+        return Exported(render_github(entries), skipped, preamble)
     line = dotenv_line if fmt == "dotenv" else env_line
     return Exported("".join(line(names[user], text) for user, text in texts.items()), skipped)
 
