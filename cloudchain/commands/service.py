@@ -3,17 +3,22 @@ is in importing.py)."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..errors import CloudChainError
+from ..errors import CloudChainError, ValidationError
 from ..formats import (
+    FORMATS,
+    VARIABLE_FORMATS,
     Refused,
+    check_keyed_options,
     check_loader_variables,
     check_prefix,
+    check_writers,
     describe,
     env_names,
     environment,
@@ -21,7 +26,7 @@ from ..formats import (
 )
 from ..validation import shown
 from .importing import import_file
-from .io import info, warn, write_output
+from .io import info, warn, write_output, write_stdout
 from .outfile import check_output
 from .secrets import tags_of
 from .spec import (
@@ -56,20 +61,41 @@ def _warn_skipped(service: str, skipped: tuple[Refused, ...], where: str) -> Non
              f"{describe(skipped)}")  # fmt: skip
 
 
+def _check_format_options(fmt: str, args: argparse.Namespace) -> None:
+    """Refuse a format's own options given with another format, before anything is read."""
+    for flag, given, owner in (("--k8s-name", args.k8s_name is not None, "k8s"),
+                               ("--k8s-namespace", args.k8s_namespace is not None, "k8s"),
+                               ("--github-mask", args.github_mask, "github")):  # fmt: skip
+        if given and fmt != owner:
+            raise ValidationError(f"{flag} goes with --format {owner}")
+    if args.github_mask and not args.output:
+        raise ValidationError(
+            "--github-mask prints ::add-mask:: lines on stdout, so the entries need a file: "
+            'add -o "$GITHUB_ENV"'
+        )
+    check_keyed_options(fmt, args.service, args.k8s_name, args.k8s_namespace)
+    check_writers(fmt)
+
+
 def export(inv: Invocation) -> int:
     """Print or write every secret of a service."""
     args = inv.args
     fmt = args.format or "json"
     check_prefix(args.prefix)
+    _check_format_options(fmt, args)
     if args.output:
         check_output(args.output)  # refused before a secret is read; checked again on writing
     secrets = inv.export(args.service, tags_of(args.tag))
-    names = {} if fmt == "json" else _variables(inv, secrets)
+    names = _variables(inv, secrets) if fmt in VARIABLE_FORMATS else {}
     # Fully rendered before any output: no partial export.
     exported = render_export(
-        fmt, secrets, names, binary_base64=bool(args.binary), skip=args.skip_unrepresentable
-    )
+        fmt, secrets, names, binary_base64=bool(args.binary), skip=args.skip_unrepresentable,
+        service=args.service, k8s_name=args.k8s_name, k8s_namespace=args.k8s_namespace,
+        github_mask=args.github_mask,
+    )  # fmt: skip
     _warn_skipped(args.service, exported.skipped, f"in {fmt}")
+    if exported.preamble:  # the runner masks the values before the file holds any of them
+        write_stdout(exported.preamble)
     count = len(secrets) - len(exported.skipped)
     written = f"exported {count} secrets of {args.service} to {args.output}"
     write_output(args.output, exported.text, written)
@@ -141,6 +167,9 @@ SECTION = Section(
                 "tag",
                 "binary",
                 "skip_unrepresentable",
+                "k8s_name",
+                "k8s_namespace",
+                "github_mask",
             ),
         ),
         Action(
@@ -165,9 +194,24 @@ SECTION = Section(
     options=(
         Option(
             ("--format",),
-            "--export: json (default), dotenv or env; --import: the same (default: json or "
-            "dotenv, detected)",
-            {"choices": ("json", "dotenv", "env")},
+            "--export: json (default), dotenv, env, yaml, tfvars, properties, k8s or github; "
+            "--import: json, dotenv or env (default: json or dotenv, detected)",
+            {"choices": FORMATS},
+        ),
+        Option(
+            ("--k8s-name",),
+            "--export --format k8s: the Secret's name (default: the service's)",
+            {"metavar": "NAME"},
+        ),
+        Option(
+            ("--k8s-namespace",),
+            "--export --format k8s: the Secret's namespace (default: none, kubectl's current)",
+            {"metavar": "NAMESPACE"},
+        ),
+        Option(
+            ("--github-mask",),
+            "--export --format github: print ::add-mask:: lines for every value on stdout "
+            "first (needs -o FILE)",
         ),
         Option(
             ("-o", "--output"),
