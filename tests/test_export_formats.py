@@ -216,6 +216,24 @@ def test_binary_base64_carries_binary_secrets_in_the_text_formats() -> None:
         export("properties", {"cert": b"\x00", "cert_B64": "x"}, binary_base64=True)
 
 
+def test_a_value_the_writer_would_not_read_back_is_refused_or_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cloudchain.formats import keyed
+
+    real = keyed.render_yaml
+
+    def lossy(entries: Mapping[str, str | bytes]) -> tuple[str, list[str]]:
+        text, _ = real(entries)
+        return text, [key for key in entries if key == "odd"]  # as if "odd" read back changed
+
+    monkeypatch.setattr(keyed, "render_yaml", lossy)
+    with pytest.raises(CloudChainError, match=r"odd \(user 'odd'\) is a value the writer would"):
+        export("yaml", {"odd": "s3cr3t", "fine": "ok"})
+    kept = render_export("yaml", {"odd": "s3cr3t", "fine": "ok"}, {}, skip=True)
+    assert (yaml.safe_load(kept.text), [r.user for r in kept.skipped]) == ({"fine": "ok"}, ["odd"])
+
+
 def test_k8s_refuses_a_service_over_the_api_servers_limit() -> None:
     with pytest.raises(CloudChainError, match="over the API server's limit of 1048576"):
         export("k8s", {f"u{n}": "x" * 300_000 for n in range(4)})
@@ -264,6 +282,7 @@ def test_github_mask_goes_to_stdout_and_the_entries_to_the_file(
     cli: CloudChain, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     env_file = tmp_path / "set_env"
+    env_file.write_text("EARLIER=1\n")  # -o replaces the file, as docs/operations.md warns
     argv = ["-e", "svc", "--export", "--format", "github", "--github-mask", "--binary", "base64"]
     assert main([*argv, "-o", str(env_file)]) == 0
     out, err = capsys.readouterr()
