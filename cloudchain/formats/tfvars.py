@@ -3,13 +3,13 @@
 No Python library writes HCL that a Terraform reader reads back exactly (python-hcl2's writer
 takes its own parse output, strings still in source form), so it is written here, by HCL's
 quoted-template rules: `\\`, `"`, newline, carriage return and tab escaped as `\\\\`, `\\"`,
-`\\n`, `\\r`, `\\t`; other control characters as `\\uNNNN`; and the `{` of `${` and `%{` as
-`\\u007b`, so that Terraform never reads a secret as an interpolation or a directive. (HCL's
-own `$${` escape would do for Terraform, but python-hcl2 cannot read `$${` without a closing
-brace after it; a `$` or `%` followed by an escape is a plain character to both.) Refused: a
-value Terraform would change (its values, cty strings, are normalized to Unicode NFC), a name
-that is not an HCL identifier or that Terraform reserves for itself, and a binary secret
-unless as base64.
+`\\n`, `\\r`, `\\t`; other control characters (and U+FEFF) as `\\uNNNN`; and the `{` of `${`
+and `%{` as `\\u007b`, so that Terraform never reads a secret as an interpolation or a
+directive. (HCL's own `$${` escape would do for Terraform, but python-hcl2 cannot read `$${`
+without a closing brace after it; a `$` or `%` followed by an escape is a plain character to
+both.) Refused: a value Terraform would change (its values, cty strings, are normalized to
+Unicode NFC), a name that is not an HCL identifier or that Terraform reserves for itself,
+and a binary secret unless as base64.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ RESERVED = frozenset(
     {"source", "version", "providers", "count", "for_each", "lifecycle", "depends_on", "locals"}
 )
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_SPECIAL = re.compile(r'[\\"\x00-\x1f\x7f-\x9f\u2028\u2029]')
+# Also escaped: the line and paragraph separators, and U+FEFF, which HCL refuses as a BOM.
+_SPECIAL = re.compile(r'[\\"\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]')
 _TEMPLATE = re.compile(r"([$%])\{")
 
 
