@@ -5,10 +5,14 @@ provision.py, built on first use."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .chain_parts import ChainParts
 from .results import Entry, ImportResult, ReencryptResult, Secret, SetupResult, Versioned
+from .validation import check_service
+
+if TYPE_CHECKING:
+    from .changes import ServiceMarks
 
 
 class TableOperations(ChainParts):
@@ -40,6 +44,17 @@ class TableOperations(ChainParts):
     ) -> dict[str, Versioned]:
         """Return what export() does, with the version number of each secret."""
         return self._service.export(service, tags=tags)
+
+    def change_check(self, service: str) -> ServiceMarks:
+        """What each row of service is now (version, revision, tags; no value): one paginated
+        Query with a projection, and no KMS call. Compare two checks with since()."""
+        from . import changes
+
+        service = check_service(service)
+        return self._regions.read(
+            f"cannot check service {service} for changes in",
+            lambda store: changes.check(store.dynamodb, store.tablename, service),
+        )
 
     def import_secrets(
         self,

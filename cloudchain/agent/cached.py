@@ -11,6 +11,12 @@
   next read asks AWS, which says not found). A reload that AWS refuses outright (access
   denied, a disabled key) forgets the whole service, so nothing stale outlives the refusal;
   only a reload that could not reach AWS leaves the old values to be served stale.
+- A refresh starts with a change check (changes.py: one projected Query, no KMS call): a
+  secret whose revision is unchanged keeps its plaintext, only the k that changed are
+  decrypted again, at once, and users gone from the check are forgotten. Services someone
+  watches (/v1/watch) without prefetching are checked on the same schedule; a change of one
+  drops what is cached of it. Every check's token goes to the change feed (changefeed.py),
+  the one way other parts of the agent learn that a service changed.
 """
 
 from __future__ import annotations
@@ -18,22 +24,31 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..cache import SecretCache
 from ..errors import CloudChainError, EndpointError, SecretNotFoundError, ValidationError
+from ..parallel import parallel_map
 from ..results import Versioned
 from ..tally import Tally
 from ..validation import check_row, check_service, check_tags, check_version
+from .changefeed import ChangeFeed
 
 if TYPE_CHECKING:
     from ..chain import CloudChain
+    from ..changes import Changed, ServiceMarks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # How long a miss is remembered: short, so a secret saved elsewhere shows up soon.
 MISS_TTL = 5.0
+# The shortest refresh period, whatever --ttl says: a check is an AWS call.
+MIN_PERIOD = 1.0
+# Services watched without being prefetched are checked while someone asked in this long.
+WATCH_LINGER = 600.0
+MAX_WATCHED = 256  # such services at once: each costs a check per period
 
 
 class CachedSecrets:
@@ -52,8 +67,17 @@ class CachedSecrets:
         self.cache = SecretCache(
             ttl, stale_if_error, max_entries=max_entries, miss_ttl=min(MISS_TTL, ttl)
         )
-        self.counters = Tally("refreshes", "aws_errors")  # beyond the cache's own counts
+        # Beyond the cache's own counts; kms_calls counts decrypts, one KMS call each.
+        self.counters = Tally(
+            "refreshes", "aws_errors", "kms_calls", "change_checks", "changes_seen"
+        )
         self.prefetch = [check_service(service) for service in prefetch]
+        self.feed = ChangeFeed()
+        # Per service checked: the last check, and (prefetched) the values it stands for.
+        self._marks: dict[str, ServiceMarks] = {}
+        self._held: dict[str, dict[str, Versioned]] = {}
+        self._watched: dict[str, float] = {}  # watched, not prefetched: when last asked
+        self._state = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,46 +133,141 @@ class CachedSecrets:
 
         return self.cache.invalidate(match)
 
+    def _check(self, service: str) -> ServiceMarks:
+        marks = self._fetching(lambda: self.chain.change_check(service))
+        self.counters.add("change_checks")
+        return marks
+
     def load(self, service: str) -> None:
         """Fetch a whole service and store it, and each of its secrets, as kept fresh here;
         forget every cached secret of the service that the answer no longer has."""
+        marks = self._check(service)  # first: a write after it is seen by the next check
         found = self._fetching(lambda: self.chain.export_versioned(service))
+        self.counters.add("kms_calls", len(found))
+        self._store(service, found, marks, marks.since(None))
+
+    def _store(
+        self, service: str, found: dict[str, Versioned], marks: ServiceMarks, changed: Changed
+    ) -> None:
         self.cache.put(("service", service, ()), found, background=True)
         for user, versioned in found.items():
             self.cache.put(("secret", service, user, None), versioned, background=True)
 
         def gone(key: Hashable) -> bool:
-            return isinstance(key, tuple) and key[:2] == ("secret", service) and key[2] not in found
+            if not isinstance(key, tuple) or key[1:2] != (service,):
+                return False
+            if key[0] == "service":  # a listing by tags: rebuilt at its next read
+                return bool(changed) and key[2] != ()
+            return key[0] == "secret" and key[2] not in found
 
         self.cache.invalidate(gone)
+        with self._state:
+            self._held[service], self._marks[service] = found, marks
         self.counters.add("refreshes")
+        self.feed.publish(service, marks.token)
+
+    def _refresh(self, service: str) -> None:
+        """Check a prefetched service and decrypt only what changed since the last check."""
+        with self._state:
+            before, held = self._marks.get(service), self._held.get(service)
+        if before is None or held is None:
+            self.load(service)
+            return
+        marks = self._check(service)
+        changed = marks.since(before)
+        self.counters.add("changes_seen", len(changed))
+        found = {u: v for u, v in held.items() if u not in changed.removed}
+
+        def read(user: str) -> Versioned | None:
+            try:
+                value = self.chain.read_versioned(service, user)
+            except SecretNotFoundError:  # deleted (no KMS call), or purged since the check
+                return None
+            self.counters.add("kms_calls")
+            return value
+
+        fresh = self._fetching(
+            lambda: parallel_map(read, changed.changed, self.chain.config.max_workers)
+        )
+        for user, value in zip(changed.changed, fresh, strict=True):
+            if value is None:
+                found.pop(user, None)
+            else:
+                found[user] = value
+        self._store(service, dict(sorted(found.items())), marks, changed)
 
     def _reload(self, service: str) -> None:
-        """One background reload: on an AWS outage keep what is held (served stale); on an
+        """One background refresh: on an AWS outage keep what is held (served stale); on an
         authoritative refusal forget the service, so reads meet the refusal too."""
         try:
-            self.load(service)
+            self._refresh(service)
         except EndpointError as err:
             log.warning("cannot refresh prefetched service %s: %s", service, err)
         except CloudChainError as err:
+            with self._state:
+                self._held.pop(service, None), self._marks.pop(service, None)
             dropped = self.refresh(service)
             log.warning("prefetched service %s refused (%s): %d cached entries dropped",
                         service, err, dropped)  # fmt: skip
+
+    def watch(self, service: str) -> str | None:
+        """Keep service checked (it is prefetched, or is now watched for a while); return its
+        token as of its last check, or None when it has none yet (see first_check). Never
+        calls AWS, so the event loop may call it."""
+        service = check_service(service)
+        if service not in self.prefetch:
+            with self._state:
+                if service not in self._watched and len(self._watched) >= MAX_WATCHED:
+                    raise ValidationError(f"more than {MAX_WATCHED} services are watched")
+                self._watched[service] = time.monotonic()
+        return self.feed.token(service)
+
+    def first_check(self, service: str) -> str:
+        """Check a service watched for the first time; return its token."""
+        marks = self._check(service)
+        with self._state:
+            self._marks.setdefault(service, marks)
+        self.feed.publish(service, marks.token)
+        return self.feed.token(service) or marks.token
+
+    def _check_watched(self, service: str) -> None:
+        """Check a service watched but not prefetched: a change drops what is cached of it, so
+        a read after the watcher wakes asks AWS."""
+        try:
+            marks = self._check(service)
+        except CloudChainError as err:
+            log.warning("cannot check watched service %s: %s", service, err)
+            return
+        with self._state:
+            changed = marks.since(self._marks.get(service))
+            self._marks[service] = marks
+        if self.feed.token(service) is not None and changed:
+            self.counters.add("changes_seen", len(changed))
+            self.refresh(service)
+        self.feed.publish(service, marks.token)
 
     def start(self) -> None:
         """Load every prefetched service, then keep them fresh in the background."""
         for service in self.prefetch:
             self.load(service)
-        if self.prefetch:
-            self._thread = threading.Thread(
-                target=self._refresh_ahead, name="prefetch", daemon=True
-            )
-            self._thread.start()
+        self._thread = threading.Thread(target=self._refresh_ahead, name="prefetch", daemon=True)
+        self._thread.start()
 
     def _refresh_ahead(self) -> None:
-        while not self._stop.wait(self.cache.ttl * random.uniform(0.45, 0.55)):
+        # Half the TTL, jittered by a tenth: agents started together drift apart.
+        while not self._stop.wait(max(self.cache.ttl * random.uniform(0.45, 0.55), MIN_PERIOD)):
             for service in self.prefetch:
                 self._reload(service)
+            now = time.monotonic()
+            with self._state:
+                for service, asked in list(self._watched.items()):
+                    if now - asked > WATCH_LINGER:
+                        del self._watched[service]
+                        self._marks.pop(service, None)
+                        self.feed.forget(service)
+                watched = list(self._watched)
+            for service in watched:
+                self._check_watched(service)
 
     def stop(self) -> None:
         """Stop refreshing."""

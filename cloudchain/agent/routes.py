@@ -196,6 +196,17 @@ def _registry(agent: Agent) -> Any:
                 ("cloudchain_agent_refreshes", "prefetched services reloaded", counters.refreshes),
                 ("cloudchain_agent_stale_served", "reads answered past their TTL", stats.stale),
                 ("cloudchain_agent_aws_errors", "fetches that AWS failed", counters.aws_errors),
+                ("cloudchain_agent_kms_calls", "KMS decrypt calls made", counters.kms_calls),
+                (
+                    "cloudchain_agent_change_checks",
+                    "change checks made (a projected query, no KMS)",
+                    counters.change_checks,
+                ),
+                (
+                    "cloudchain_agent_changes_seen",
+                    "secrets a change check found changed, new or gone",
+                    counters.changes_seen,
+                ),
                 (
                     "cloudchain_agent_failovers",
                     "reads served from a replica region",
