@@ -133,12 +133,13 @@ class AgentClient:
         return connected, self._token, url.netloc
 
     def request(
-        self, method: str, path: str, query: list[tuple[str, str]]
+        self, method: str, path: str, query: list[tuple[str, str]], wait: float = 0.0
     ) -> tuple[bytes, dict[str, str]]:
         """Send one request; return the body and headers of a 200, raise the CloudChainError
-        for an error answer, or AgentUnavailable when there is no answer we can believe."""
+        for an error answer, or AgentUnavailable when there is no answer we can believe.
+        wait: seconds the agent may hold the answer back (a long-poll), beyond the timeout."""
         target = path + ("?" + urlencode(query) if query else "")
-        deadline = time.monotonic() + self._timeout
+        deadline = time.monotonic() + self._timeout + wait
         try:
             sock, token, host = self._connect(deadline)
             with sock:
@@ -230,6 +231,24 @@ class AgentClient:
         """Drop what the agent holds of service (or of one of its users)."""
         query = [("service", service)] + ([("user", user)] if user is not None else [])
         self.request("POST", "/v1/refresh", query)
+
+    def watch(
+        self, service: str, since: str | None = None, timeout: float = 60.0
+    ) -> tuple[str, bool]:
+        """Wait up to timeout seconds for service to change since the token since; return the
+        token now and whether it changed. Without since, the current token, at once."""
+        query = [("service", service)]
+        if since is not None:
+            query += [("since", since), ("timeout", f"{timeout:g}")]
+        body, _ = self.request("GET", "/v1/watch", query, wait=timeout if since else 0.0)
+        try:
+            found = json.loads(body)
+            token, changed = found["token"], found["changed"]
+            if not (isinstance(token, str) and token.isascii() and token.isalnum()):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise AgentUnavailable("the agent's answer is not a watch token") from None
+        return token, changed is True
 
     def health(self) -> dict[str, str]:
         """The agent's /healthz answer, proven over TCP like any other: a wrong token or an

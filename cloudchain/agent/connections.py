@@ -48,10 +48,12 @@ def connection_cap(asked: int | None) -> int:
 class Connection:
     """One client connection, and whether it is waiting for a request."""
 
-    __slots__ = ("challenge", "challenge_until", "idle_since", "writer")
+    __slots__ = ("challenge", "challenge_until", "idle_since", "reader", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
+        self.reader: asyncio.StreamReader | None = None  # set by the server: a long-poll
+        # looks at it to notice a client that left
         self.idle_since: float | None = time.monotonic()
         self.challenge: str | None = None  # issued on this connection, good for one request
         self.challenge_until = 0.0

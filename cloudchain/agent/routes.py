@@ -161,6 +161,7 @@ class Agent:
             "/v1/secret": Route("GET", self.secret, blocking=True),
             "/v1/service": Route("GET", self.service, blocking=True),
             "/v1/refresh": Route("POST", self.refresh),
+            "/v1/watch": Route("GET", _long_polled),
             "/healthz": Route("GET", self.health),
             "/metrics": Route("GET", self.metrics),
         }
@@ -169,6 +170,10 @@ class Agent:
         """Count one answer, for /metrics."""
         with self.lock:
             self.statuses[status] += 1
+
+
+def _long_polled(params: Params) -> Answer:
+    raise RuntimeError("server.py answers /v1/watch on its loop (watching.py)")
 
 
 class Route(NamedTuple):

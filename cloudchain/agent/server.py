@@ -4,6 +4,7 @@
     GET  /v1/service?service=S[&format=json|dotenv|env][&prefix=P][&tag=K=V][&allow_env=NAME]
                                                     the whole service, as `cchain --export`
     POST /v1/refresh?service=S[&user=U]             forget what is cached of it
+    GET  /v1/watch?service=S[&since=T][&timeout=S]  a long-poll for a change (watching.py)
     GET  /v1/challenge                              a challenge for this connection (proof.py)
     GET  /healthz                                   {"status": "ok"}; no token, no secret
     GET  /metrics                                   Prometheus text format
@@ -42,6 +43,7 @@ from .protocol import (
     response,
 )
 from .routes import Agent, Answer, Problem, Route, json_answer, problem_for
+from .watching import WATCH_PATH, Watchers
 
 TOKEN_HEADER = "x-cloudchain-token"
 MAX_QUERY_FIELDS = 64
@@ -68,6 +70,7 @@ class AgentServer:
         self.hosts = host_names(path, address.host, address.port)
         self.connections = Connections(max_connections)
         self.requests = RequestLog()
+        self.watchers = Watchers(agent.cached, self.pool)
 
     def _authenticate(self, request: Request, path: str, conn: Connection) -> Proven | None:
         """Check the token or its proof; return what the answer must prove, if anything."""
@@ -117,16 +120,18 @@ class AgentServer:
             raise Problem(405, "method_not_allowed", f"{url.path} takes {route.method}")
         proven = self._authenticate(request, url.path, conn)
         try:
-            return 200, await self._route(route, url.path, url.query), proven
+            return 200, await self._route(route, url.path, url.query, conn), proven
         except Problem as problem:  # answered, and proven like any answer
             return problem.status, problem_answer(problem), proven
 
-    async def _route(self, route: Route, path: str, query: str) -> Answer:
+    async def _route(self, route: Route, path: str, query: str, conn: Connection) -> Answer:
         try:
             params = parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
         except ValueError:
             raise Problem(400, "bad_request", "the query has too many fields") from None
         try:
+            if path == WATCH_PATH:  # waits on the loop, never on a thread
+                return await self.watchers.answer(params, conn)
             if path == "/v1/secret":
                 cached = self.agent.cached_secret(params)  # on the loop: it never waits
                 if cached is not None:
@@ -152,6 +157,7 @@ class AgentServer:
         if conn is None:
             writer.transport.abort()
             return
+        conn.reader = reader
         try:
             keep = True
             while keep:
@@ -216,4 +222,5 @@ async def serve(
     ready()
     async with listening:
         await stop.wait()
+    server.watchers.close()
     server.pool.shutdown(wait=False, cancel_futures=True)
