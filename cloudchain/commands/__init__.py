@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from . import admin, doctor, render, secrets, service, versions
+from . import admin, doctor, render, secrets, service, versions, watch
 from .spec import Section
 
 SECTIONS: tuple[Section, ...] = (
     secrets.SECTION,
     versions.SECTION,
     service.SECTION,
+    watch.SECTION,
     render.SECTION,
     admin.SECTION,
     doctor.SECTION,

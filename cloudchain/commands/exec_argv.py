@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .watch import leading_watch_options
+
 
 def split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:
     """Split argv into cchain's own words and the command after --exec (None: no --exec)."""
@@ -14,7 +16,9 @@ def split_exec(argv: list[str]) -> tuple[list[str], list[str] | None]:
         return argv, None
     at = argv.index("--exec")
     command = argv[at + 1 :]
-    return argv[: at + 1], command[1:] if command[:1] == ["--"] else command
+    own = leading_watch_options(command)  # --exec --watch [...] -- CMD: cchain's
+    command = command[len(own) :]
+    return argv[: at + 1] + own, command[1:] if command[:1] == ["--"] else command
 
 
 def _is_own_option(parser: argparse.ArgumentParser, word: str) -> bool:
@@ -38,6 +42,7 @@ def misplaced_after_exec(parser: argparse.ArgumentParser, argv: list[str]) -> li
     if "--exec" not in argv:
         return []
     rest = argv[argv.index("--exec") + 1 :]
+    rest = rest[len(leading_watch_options(rest)) :]
     if rest[:1] == ["--"]:
         before = rest[1:2]  # the command's first word
     elif rest and _is_own_option(parser, rest[0]):

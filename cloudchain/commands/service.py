@@ -38,6 +38,8 @@ from .spec import (
     Option,
     Section,
 )
+from .watch import OPTIONS as WATCH_OPTIONS
+from .watch import watch_exec, watch_plan
 
 if TYPE_CHECKING:
     from ..results import Secret
@@ -111,15 +113,10 @@ def _program(name: str) -> str | None:
     return shutil.which(name, path=os.environ.get("PATH", os.defpath))
 
 
-def exec_command(inv: Invocation) -> int:
-    """Run a command with a service's secrets in its environment."""
+def _environment(inv: Invocation) -> tuple[dict[str, str], dict[str, str]]:
+    """The command's environment (the inherited one, or --pristine's, and the secrets), and
+    the variables the secrets add."""
     args = inv.args
-    command = inv.command or []
-    check_prefix(args.prefix)
-    program = _program(command[0])
-    if program is None:
-        info(f"error: command not found: {command[0]}")
-        return EXIT_COMMAND_NOT_FOUND
     secrets = inv.export(args.service, tags_of(args.tag))
     names = _variables(inv, secrets)
     if args.pristine:
@@ -134,6 +131,22 @@ def exec_command(inv: Invocation) -> int:
         if name in env:
             warn(f"{name} from service {args.service} overrides an inherited variable")
     env.update(additions)
+    return env, additions
+
+
+def exec_command(inv: Invocation) -> int:
+    """Run a command with a service's secrets in its environment."""
+    args = inv.args
+    command = inv.command or []
+    check_prefix(args.prefix)
+    plan = watch_plan(args)  # None without --watch
+    program = _program(command[0])
+    if program is None:
+        info(f"error: command not found: {command[0]}")
+        return EXIT_COMMAND_NOT_FOUND
+    if plan is not None:  # a child, restarted on change, instead of execve
+        return watch_exec(inv, plan, program, command, lambda: _environment(inv)[0])
+    env, additions = _environment(inv)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -178,7 +191,10 @@ SECTION = Section(
             "-- CMD [ARGS...]: run CMD with -e's secrets in its environment (must come last)",
             exec_command,
             needs="service",
-            accepts=("prefix", "pristine", "allow_env", "tag", "binary", "skip_unrepresentable"),
+            accepts=(
+                *("prefix", "pristine", "allow_env", "tag", "binary", "skip_unrepresentable"),
+                *WATCH_OPTIONS,
+            ),
         ),
         Action(
             "import",

@@ -1,0 +1,55 @@
+"""`cchain --exec --watch`'s command line: its flags go before `--`, after --exec or before it,
+and bad ones are one line, exit 2, before any AWS call."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloudchain.cli import main
+from cloudchain.commands.exec_argv import split_exec
+from cloudchain.commands.watch import leading_watch_options
+from cloudchain.supervise import exit_status
+
+
+def test_watch_flags_after_exec_are_cchains_and_the_rest_is_the_command() -> None:
+    argv = ["-e", "web", "--exec", "--watch", "--on-change", "signal:HUP", "--interval=5s",
+            "--", "app", "--watch"]  # fmt: skip
+    own, command = split_exec(argv)
+    assert own == ["-e", "web", "--exec", "--watch", "--on-change", "signal:HUP", "--interval=5s"]
+    assert command == ["app", "--watch"]
+    assert split_exec(["-e", "web", "--exec", "--", "--watch"]) == (
+        ["-e", "web", "--exec"], ["--watch"])  # fmt: skip
+    assert leading_watch_options(["--watch=x"]) == []  # a switch takes no value
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--on-change", "reload"], "--on-change must be restart, exit or signal:NAME"),
+        (["--on-change", "signal:NOPE"], "'NOPE' is not a signal to send"),
+        (["--on-change", "signal:KILL"], "'KILL' is not a signal to send"),
+        (["--interval", "0s"], "--interval: a duration must be more than zero"),
+        (["--grace", "soon"], "--grace: 'soon' is not a duration"),
+    ],
+)
+def test_bad_watch_options_are_one_line_before_any_aws_call(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No moto here: an AWS call would fail differently (and slowly).
+    code = main(["-e", "web", "--exec", "--watch", *args, "--", "true"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines() == [f"cchain: error: {err.split('error: ', 1)[1].strip()}"]
+    assert message in err
+
+
+def test_watch_options_without_watch_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-e", "web", "--grace", "5s", "--exec", "--", "true"]) == 2
+    assert capsys.readouterr().err == "cchain: error: --grace goes with --exec --watch\n"
+    assert main(["-e", "web", "-u", "a", "--read", "--watch"]) == 2
+    assert "--watch goes with --exec" in capsys.readouterr().err
+
+
+def test_a_childs_status_is_reported_as_a_shell_does() -> None:
+    assert exit_status(3) == 3
+    assert exit_status(-15) == 143
