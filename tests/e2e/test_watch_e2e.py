@@ -94,7 +94,7 @@ def test_agent_watch_long_polls_and_a_quiet_refresh_decrypts_nothing(
 
 
 def _child(out: Path, script: str) -> list[str]:
-    return ["--", "sh", "-c", f'{script}', "child", str(out)]
+    return ["--", "sh", "-c", script, "child", str(out)]
 
 
 def _lines(path: Path) -> list[str]:
