@@ -192,3 +192,31 @@ def test_exec_watch_keeps_the_child_while_aws_is_down_and_warns_once(
         cchain.send_signal(signal.SIGTERM)
         assert cchain.wait(timeout=10) == 128 + signal.SIGTERM
     assert err.read_text().count("cchain: warning: cannot check web") == 1, err.read_text()
+
+
+def test_exec_watch_ctrl_c_at_a_terminal_reaches_the_child_once_and_exits_130(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    _seed(emulator, a="1")
+    out = tmp_path / "out"
+    script = ('trap "echo int >> \\"$1\\"" INT; echo start >> "$1"; '
+              "while :; do sleep 0.05; done")  # fmt: skip
+    master, slave = os.openpty()
+    process = subprocess.Popen(
+        ["setsid", "--ctty", str(BIN / "cchain"), "-e", "web", "--exec", "--watch",
+         "--grace", "500ms", *_child(out, script)],
+        stdin=slave, stdout=slave, stderr=slave, env=emulator.env,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        _wait_for(lambda: _lines(out) == ["start"])
+        os.write(master, b"\x03")  # Ctrl-C: SIGINT to the terminal's foreground group
+        assert process.wait(timeout=15) == 130
+        # The child got SIGINT (it shares cchain's process group), trapped it, and was
+        # killed after the grace period: nothing is left running.
+        assert _lines(out) == ["start", "int"]
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
