@@ -182,3 +182,49 @@ def test_feed_wait_returns_at_a_change_or_timeout() -> None:
     assert feed.wait("s", "t1", 0.05) == "t1"
     threading.Timer(0.05, feed.publish, ("s", "t2")).start()
     assert feed.wait("s", "t1", 5) == "t2"
+
+
+def test_refresh_period_is_half_the_ttl_jittered_by_a_tenth(chain: CloudChain) -> None:
+    cached = CachedSecrets(chain, ttl=100, stale_if_error=0, max_entries=10, prefetch=[])
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return len(waits) >= 200  # stop after 200 periods
+
+    cached._stop.wait = wait  # type: ignore[method-assign]
+    cached._refresh_ahead()
+    assert all(45 <= w <= 55 for w in waits)
+    assert max(waits) - min(waits) > 5  # spread, not one fixed period
+
+
+def test_watched_services_are_bounded_and_forgotten_when_nobody_asks(
+    chain: CloudChain, agent_cache: CachedSecrets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloudchain.agent import cached as cached_module
+    from cloudchain.errors import ValidationError
+
+    monkeypatch.setattr(cached_module, "MAX_WATCHED", 2)
+    agent_cache.watch("one"), agent_cache.watch("two")
+    agent_cache.watch(SERVICE)  # prefetched: checked anyway, not counted
+    with pytest.raises(ValidationError, match="more than 2 services are watched"):
+        agent_cache.watch("three")
+    agent_cache.first_check("one")
+    monkeypatch.setattr(cached_module, "WATCH_LINGER", -1.0)
+    agent_cache.refresh_period()
+    assert agent_cache.feed.token("one") is None and agent_cache.watch("three") is None
+
+
+def test_watch_timeout_is_bounded_and_checked() -> None:
+    from cloudchain.agent.routes import Problem
+    from cloudchain.agent.watching import watch_query
+    from cloudchain.errors import ValidationError
+
+    assert watch_query({"service": ["web"]}) == ("web", None, 60.0)
+    assert watch_query({"service": ["web"], "since": ["ab12"], "timeout": ["1h"]})[2] == 300.0
+    assert watch_query({"service": ["web"], "timeout": ["2.5"]})[2] == 2.5
+    for bad in ({"service": ["web"], "timeout": ["-1"]}, {"service": ["web"], "timeout": ["0"]}):
+        with pytest.raises(ValidationError):
+            watch_query(bad)
+    with pytest.raises(Problem):
+        watch_query({"service": ["web"], "since": ["../x"]})

@@ -256,18 +256,22 @@ class CachedSecrets:
     def _refresh_ahead(self) -> None:
         # Half the TTL, jittered by a tenth: agents started together drift apart.
         while not self._stop.wait(max(self.cache.ttl * random.uniform(0.45, 0.55), MIN_PERIOD)):
-            for service in self.prefetch:
-                self._reload(service)
-            now = time.monotonic()
-            with self._state:
-                for service, asked in list(self._watched.items()):
-                    if now - asked > WATCH_LINGER:
-                        del self._watched[service]
-                        self._marks.pop(service, None)
-                        self.feed.forget(service)
-                watched = list(self._watched)
-            for service in watched:
-                self._check_watched(service)
+            self.refresh_period()
+
+    def refresh_period(self) -> None:
+        """One period's work: refresh each prefetched service, check each watched one."""
+        for service in self.prefetch:
+            self._reload(service)
+        now = time.monotonic()
+        with self._state:
+            for service, asked in list(self._watched.items()):
+                if now - asked > WATCH_LINGER:
+                    del self._watched[service]
+                    self._marks.pop(service, None)
+                    self.feed.forget(service)
+            watched = list(self._watched)
+        for service in watched:
+            self._check_watched(service)
 
     def stop(self) -> None:
         """Stop refreshing."""
