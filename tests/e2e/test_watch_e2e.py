@@ -50,12 +50,9 @@ def test_agent_watch_long_polls_and_a_quiet_refresh_decrypts_nothing(
         assert proxy.count("Decrypt") == 3
         token, changed = client.watch("web")
         assert token.isalnum() and not changed
-        queries = proxy.count("Query")
         started = time.monotonic()
-        assert client.watch("web", token, timeout=2.5) == (token, False)  # nothing changed
-        assert time.monotonic() - started >= 2.4
-        assert proxy.count("Query") > queries  # checked, about once a second
-        assert proxy.count("Decrypt") == 3  # and no KMS call for it
+        assert client.watch("web", token, timeout=1.2) == (token, False)  # nothing changed
+        assert time.monotonic() - started >= 1.1
 
         # Twelve watchers wait on the loop: no thread is held (two workers), and at the
         # connection cap (eight) a waiting watcher is closed to let a reader in.
@@ -74,7 +71,8 @@ def test_agent_watch_long_polls_and_a_quiet_refresh_decrypts_nothing(
         queries = proxy.count("Query")
         assert agent.curl("/v1/secret?service=other&user=x")[0] == 404  # a miss: a thread
         time.sleep(2.2)
-        assert proxy.count("Query") - queries <= 4  # one check a period, not one a watcher
+        assert 1 <= proxy.count("Query") - queries <= 4  # a check a period, not one a watcher
+        assert proxy.count("Decrypt") == 3  # and quiet periods make no KMS call
         assert emulator.run("-e", "web", "-u", "a", "--save", "-", stdin="2").code == 0
         for thread in watchers:
             thread.join(timeout=20)
@@ -120,7 +118,7 @@ def test_exec_watch_through_the_agent_restarts_once_per_burst(
         _wait_for(lambda: len(_lines(out)) == 1)
         _seed(emulator, a="2", b="2")  # one burst: two users
         _wait_for(lambda: len(_lines(out)) == 2)
-        time.sleep(3)  # nothing more comes of the burst
+        time.sleep(2.5)  # nothing more comes of the burst
         first, second = _lines(out)
         assert first.split()[2:] == ["1", "1"] and second.split()[2:] == ["2", "2"]
         pid = int(second.split()[1])
