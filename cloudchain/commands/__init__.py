@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import admin, doctor, render, secrets, service, versions, watch
+from . import admin, doctor, generating, render, secrets, service, versions, watch
 from .spec import Section
 
 SECTIONS: tuple[Section, ...] = (
     secrets.SECTION,
+    generating.SECTION,
     versions.SECTION,
     service.SECTION,
     watch.SECTION,

@@ -7,6 +7,7 @@ import sys
 
 from ..errors import ValidationError
 from ..validation import MAX_SECRET_BYTES, check_new_row, shown
+from .generating import GENERATE_DESTS, generated_value, password_spec
 from .io import info, read_stdin, utf8_text, warn, write_stdout
 from .spec import EXIT_OK, FROM_STDIN_OR_PROMPT, Action, Invocation, Option, Section
 
@@ -72,7 +73,9 @@ def save(inv: Invocation) -> int:
     args = inv.args
     check_new_row(args.service, args.user)  # bad input costs nothing: before stdin, before AWS
     tags = tags_of(args.tag)
-    secret = read_secret(args.save, args.binary)
+    spec = password_spec(args)
+    generated = generated_value(spec) if spec else None
+    secret = generated if generated is not None else read_secret(args.save, args.binary)
     chain = inv.chain
     version = chain.save(
         args.service,
@@ -85,6 +88,8 @@ def save(inv: Invocation) -> int:
         untag=args.untag or (),
     )
     info(f"saved {args.service}/{args.user} version {version} in table '{chain.config.tablename}'")
+    if generated is not None and args.show:
+        write_stdout(generated + "\n")  # asked for: stdout only, never a log or a message
     return EXIT_OK
 
 
@@ -184,7 +189,7 @@ SECTION = Section(
             save,
             needs="row",
             changes="row",
-            accepts=("expect_version", "binary", "comment", "tag", "untag"),
+            accepts=("expect_version", "binary", "comment", "tag", "untag", *GENERATE_DESTS),
             kwargs={"nargs": "?", "const": FROM_STDIN_OR_PROMPT, "metavar": "SECRET"},
         ),
         Action(
