@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .chain_table import TableOperations
@@ -65,6 +65,7 @@ class CloudChain(SecretWrites, TableOperations):
         failover_cooldown: float = _DEFAULTS.failover_cooldown,
         region_endpoints: Mapping[str, str] | None = None,
         kms_region_endpoints: Mapping[str, str] | None = None,
+        rotate_every: float | None = None,
         session: boto3.Session | None = None,
     ) -> None:
         config = Config(
@@ -89,6 +90,7 @@ class CloudChain(SecretWrites, TableOperations):
             failover_cooldown=failover_cooldown,
             region_endpoints=dict(region_endpoints or {}),
             kms_region_endpoints=dict(kms_region_endpoints or {}),
+            rotate_every=rotate_every,  # type: ignore[arg-type]  # Config makes it whole
         )
         super().__init__(config, session)
 
@@ -149,10 +151,29 @@ class CloudChain(SecretWrites, TableOperations):
             f"cannot read the history of {service}/{user} from",
             lambda store: store.load(service, user),
         )
-        return [
-            VersionInfo(v.version, v.saved_at, v.saved_by, v.action, v.comment)
+        from .schedule import due_at, iso
+
+        due = due_at(item.current.saved_at, item.rotate_every, item.current.not_after)
+        versions = [
+            VersionInfo(v.version, v.saved_at, v.saved_by, v.action, v.comment, v.not_after)
             for v in item.versions
         ]
+        if item.deleted:
+            return versions
+        versions[0] = replace(
+            versions[0], rotate_every=item.rotate_every, due_at=iso(due[0]) if due else None
+        )
+        return versions
+
+    def schedule(self, service: str, user: str) -> tuple[int | None, str | None]:
+        """Return the rotation period (seconds) of service/user and its current value's hard
+        expiry (ISO 8601 UTC); None where there is none. Decrypts nothing."""
+        service, user = check_row(service, user)
+        item = self._regions.read(
+            f"cannot read the schedule of {service}/{user} from",
+            lambda store: store.load_secret(service, user),
+        )
+        return item.rotate_every, item.current.not_after
 
     def tags(self, service: str, user: str) -> dict[str, str]:
         """Return the tags of service/user."""

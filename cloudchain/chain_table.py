@@ -4,15 +4,18 @@ provision.py, built on first use."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .chain_parts import ChainParts
 from .results import Entry, ImportResult, ReencryptResult, Secret, SetupResult, Versioned
-from .validation import check_service
+from .validation import check_seconds, check_service, check_tags
 
 if TYPE_CHECKING:
     from .changes import ServiceMarks
+    from .schedule import DueSecret
 
 
 class TableOperations(ChainParts):
@@ -29,6 +32,30 @@ class TableOperations(ChainParts):
         and never calls KMS. tags: only secrets with all of them. deleted: only deleted
         secrets (with when, by whom, and until when they can be restored), instead of none."""
         return self._service.list(service, tags=tags, deleted=deleted)
+
+    def due(
+        self,
+        service: str | None = None,
+        *,
+        within: float | None = None,
+        tags: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> builtins.list[DueSecret]:
+        """Return the secrets (or service's, with all of tags) due for rotation now or within
+        `within` seconds (default 7 days), the longest overdue first. One projection Query or
+        Scan, as list() makes; never a value, never a KMS call."""
+        from .schedule import DEFAULT_WITHIN, due_secrets
+
+        if service is not None:
+            service = check_service(service)
+        wanted = check_tags(tags)
+        window = DEFAULT_WITHIN if within is None else check_seconds(within, "within", zero_ok=True)
+        where = f" of service {service}" if service else ""
+        rows = self._regions.read(
+            f"cannot list secrets{where} in", lambda store: store.summaries(service)
+        )
+        wanted_rows = (r for r in rows if all(r.tags.get(k) == v for k, v in wanted.items()))
+        return due_secrets(wanted_rows, within=window, now=now)
 
     def export(self, service: str, *, tags: Mapping[str, str] | None = None) -> dict[str, Secret]:
         """Return every current secret of service (with all of tags, if given), keyed by

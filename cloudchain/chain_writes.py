@@ -4,11 +4,13 @@ input before any AWS call, then runs through the row writer, translated, home re
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from .chain_parts import ChainParts
 from .errors import SecretNotFoundError
 from .results import Deleted, Secret
+from .schedule import KEEP, Keep, check_not_after, check_rotate_every
 from .validation import (
     check_comment,
     check_new_row,
@@ -56,6 +58,8 @@ class SecretWrites(ChainParts):
         comment: str | None = None,
         tags: Mapping[str, str] | None = None,
         untag: Collection[str] = (),
+        rotate_every: float | Keep | None = KEEP,
+        not_after: str | datetime | None = None,
     ) -> int:
         """Save secret as a new version of service/user and return its version number.
 
@@ -65,6 +69,9 @@ class SecretWrites(ChainParts):
         history_size changes how many versions this secret keeps from now on; without it,
         the secret keeps what it recorded (a new one: the configured history_size). comment
         says why, in the version; tags are set, and untag removed, on the secret.
+        rotate_every (seconds; None: no schedule) sets the secret's rotation period, which is
+        otherwise kept (a new secret: the configured rotate_every); not_after is the new
+        value's hard expiry (ISO 8601 or a datetime, UTC when naive).
         """
         service, user = check_new_row(service, user)
         plaintext, binary = secret_bytes(secret, service, user)
@@ -74,6 +81,10 @@ class SecretWrites(ChainParts):
             check_whole(history_size, "history_size")
         why = _why("save", comment)
         tags, untag = check_tags(tags), [check_tag_key(k) for k in untag]
+        period = (
+            rotate_every if isinstance(rotate_every, Keep) else check_rotate_every(rotate_every)
+        )
+        expiry = check_not_after(not_after)
         key = self._require_key(service)
         return self._writing(
             f"cannot save {service}/{user} with key {key} in",
@@ -82,6 +93,8 @@ class SecretWrites(ChainParts):
             lambda: self._writer.save(
                 service, user, plaintext, key, expect_version=expect_version, binary=binary,
                 history_size=history_size, why=why, tags=tags, untag=untag,
+                rotate_every=period, not_after=expiry,
+                new_rotate_every=self.config.rotate_every,
             ),
         )  # fmt: skip
 
@@ -93,8 +106,12 @@ class SecretWrites(ChainParts):
         key = self._require_key(service)
 
         def roll() -> int:
-            plaintext, binary, _ = self._store.plaintext(service, user, version)
-            return self._writer.save(service, user, plaintext, key, binary=binary, why=why)
+            # The value comes back with its own hard expiry, if it had one.
+            stored = self._store.version_of(self._store.load_secret(service, user), version)
+            plaintext, binary = self._store.decrypt(service, user, stored)
+            return self._writer.save(
+                service, user, plaintext, key, binary=binary, why=why, not_after=stored.not_after
+            )
 
         return self._writing(
             f"cannot roll back {service}/{user} to version {version} in", service, user, roll
@@ -125,8 +142,9 @@ class SecretWrites(ChainParts):
                 raise SecretNotFoundError(f"no deleted secret {service}/{user} to restore")
             plaintext, binary = self._store.decrypt(service, user, last)
             return self._writer.save(
-                service, user, plaintext, key, binary=binary, why=why, only_if_deleted=True
-            )
+                service, user, plaintext, key, binary=binary, why=why, only_if_deleted=True,
+                not_after=last.not_after,
+            )  # fmt: skip
 
         return self._writing(f"cannot undelete {service}/{user} in", service, user, restore)
 
@@ -157,4 +175,27 @@ class SecretWrites(ChainParts):
             service,
             user,
             lambda: self._writer.set_tags(service, user, tags, untag),
+        )
+
+    def set_schedule(
+        self,
+        service: str,
+        user: str,
+        *,
+        rotate_every: float | Keep | None = KEEP,
+        not_after: str | datetime | Keep | None = KEEP,
+    ) -> tuple[int | None, str | None]:
+        """Change the rotation period (seconds; None clears it) of service/user, and the hard
+        expiry of its current value (None clears it), without a new version; return both as
+        they now are. What is not given is kept."""
+        service, user = check_row(service, user)
+        period = (
+            rotate_every if isinstance(rotate_every, Keep) else check_rotate_every(rotate_every)
+        )
+        expiry = not_after if isinstance(not_after, Keep) else check_not_after(not_after)
+        return self._writing(
+            f"cannot change the schedule of {service}/{user} in",
+            service,
+            user,
+            lambda: self._writer.set_schedule(service, user, period, expiry),
         )

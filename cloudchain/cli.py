@@ -50,8 +50,8 @@ JSON = Option(
 )
 EPILOG = """\
 exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 secret not found, 4 version conflict
-(--expect-version), 130/143 interrupted (SIGINT/SIGTERM); --exec exits with the command's status
-(--exec --watch --on-change exit: 75 when the service changed).
+(--expect-version), 5 something is due for rotation (--due), 130/143 interrupted (SIGINT/SIGTERM);
+--exec exits with the command's status (--exec --watch --on-change exit: 75 when the service changed).
 
 examples:
   printf '%s\\n' 'hunter2' | cchain -u alice -e billing --save -
@@ -107,6 +107,8 @@ def _check_usage(
     parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str] | None
 ) -> Action:
     chosen = [a for a in ACTIONS.values() if _given(getattr(args, a.option.dest))]
+    if not chosen and (_given(args.rotate_every) or _given(args.not_after)):
+        chosen = [ACTIONS["schedule"]]  # a schedule alone, with -u and -e, changes just that
     if not chosen:
         parser.error(f"choose an action: {', '.join(a.option.flag for a in ACTIONS.values())}")
     if len(chosen) > 1:

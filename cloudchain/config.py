@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import CloudChainConfigError, RegionNameError
+from .errors import CloudChainConfigError, RegionNameError, ValidationError
 from .validation import (
     EndpointValueError,
     check_choice,
@@ -50,6 +50,15 @@ def _seconds(raw: str) -> float:
     if not value >= 0:
         raise ValueError(f"{raw!r} is not a number of seconds, 0 or more")
     return value
+
+
+def _rotate_every(raw: str) -> int | None:
+    from .schedule import parse_rotate_every
+
+    try:
+        return parse_rotate_every(raw, "rotate_every")
+    except ValidationError as err:
+        raise ValueError(str(err).removeprefix("rotate_every: ")) from None
 
 
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
@@ -176,6 +185,7 @@ SETTINGS: dict[str, Setting] = {
     "failover_cooldown": Setting(
         "CLOUDCHAIN_FAILOVER_COOLDOWN", "dynamo", "failover_cooldown", _seconds
     ),
+    "rotate_every": Setting("CLOUDCHAIN_ROTATE_EVERY", "cloudchain", "rotate_every", _rotate_every),
 }
 # Per-region endpoints: `endpoint_url.REGION = URL` in the file ([dynamo] or above any section
 # for DynamoDB, [IAMKMS] for KMS), or CLOUDCHAIN_ENDPOINT_URL_<REGION> and
@@ -223,6 +233,8 @@ class Config:
     # Endpoints of single regions, by region name (DynamoDB, and KMS when it differs).
     region_endpoints: dict[str, str] = field(default_factory=dict)
     kms_region_endpoints: dict[str, str] = field(default_factory=dict)
+    # The rotation period (seconds) a NEW secret gets when its save names none; None: none.
+    rotate_every: int | None = None
 
     def __post_init__(self) -> None:
         """Check every value, however the Config was built; empty strings mean "not set"."""
@@ -250,9 +262,18 @@ class Config:
             ),
             "region_endpoints": _checked_endpoints(self.region_endpoints),
             "kms_region_endpoints": _checked_endpoints(self.kms_region_endpoints),
+            "rotate_every": _checked_rotate_every(self.rotate_every),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
+
+
+def _checked_rotate_every(value: float | None) -> int | None:
+    if value is None:
+        return None
+    from .schedule import check_rotate_every
+
+    return check_rotate_every(value)
 
 
 def _refused(what: str, err: ValueError) -> RegionNameError:

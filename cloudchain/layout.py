@@ -18,12 +18,18 @@ AWS CLI recovery recipe keeps working; older retained versions sit in a History 
     SavedBy    S     ARN of the caller that created it ("unknown" when STS did not say)
     Action     S     save, rollback, import, delete or undelete
     Comment    S     why, as the writer gave it
+    NotAfter   S     ISO 8601 UTC time the value expires on its own (a third-party token's
+                     expiry): from then on the secret is due for rotation. It belongs to the
+                     value, so it moves into History with it. Absent: no hard expiry.
     History    L     older versions, newest first: maps of the per-version attributes above
     Revision   N     incremented by every write; every write is conditional on it
     LastWriteId S    WriteId of the last write of any kind
     Retention  N     versions kept for this secret, the current one included
     Tags       M     tags of the secret (not of a version): {key: {"S": value}}
     ExpiresAt  N     epoch seconds; set on a deleted secret, DynamoDB's TTL attribute
+    RotateEvery N    the secret's rotation period in seconds: it is due once its current
+                     version is that old. Kept by every write (saves, rollbacks, deletes and
+                     undeletes) until changed. Absent: no schedule.
 
 An item holding nothing but Service, Username and Secret is a reference row: it may be
 decrypted through the legacy contexts. Anything else this project writes rules that out.
@@ -58,6 +64,8 @@ LAST_WRITE_ID = "LastWriteId"
 RETENTION = "Retention"
 TAGS = "Tags"
 EXPIRES_AT = "ExpiresAt"
+NOT_AFTER = "NotAfter"
+ROTATE_EVERY = "RotateEvery"
 # The whole reference layout: only an item with no other attribute is a reference row.
 REFERENCE_ATTRIBUTES = frozenset({SERVICE, USERNAME, SECRET})
 DELETE = "delete"
@@ -82,6 +90,7 @@ class StoredVersion:
     saved_by: str | None = None
     action: str | None = None
     comment: str | None = None
+    not_after: str | None = None  # ISO 8601 UTC: the value expires on its own then
     # True only for a reference row's current version: it may take the legacy contexts.
     reference: bool = False
 
@@ -105,6 +114,7 @@ class StoredItem:
     retention: int | None = None  # None: not recorded
     tags: dict[str, str] = field(default_factory=dict)
     expires_at: int | None = None
+    rotate_every: int | None = None  # seconds; None: no rotation schedule
     # How a row written before revisions is recognised in a conditional write.
     raw_secret: dict[str, Any] | None = field(default=None, repr=False)
     has_version: bool = True
@@ -169,6 +179,7 @@ def _decode_version(
         saved_by=string_of(attrs, SAVED_BY),
         action=action,
         comment=string_of(attrs, COMMENT),
+        not_after=string_of(attrs, NOT_AFTER),
         reference=reference,
     )
 
@@ -202,6 +213,7 @@ def decode(item: dict[str, Any], table: str) -> StoredItem:
         retention=_number(item, RETENTION, where),
         tags=tags,
         expires_at=_number(item, EXPIRES_AT, where),
+        rotate_every=_number(item, ROTATE_EVERY, where),
         raw_secret=item.get(SECRET),
         has_version=VERSION in item,
     )
@@ -227,6 +239,7 @@ def _encode_version(version: StoredVersion) -> dict[str, Any]:
         SAVED_BY: {"S": version.saved_by} if version.saved_by else None,
         ACTION: {"S": version.action} if version.action else None,
         COMMENT: {"S": version.comment} if version.comment else None,
+        NOT_AFTER: {"S": version.not_after} if version.not_after else None,
     }
     attrs.update({name: value for name, value in optional.items() if value is not None})
     return attrs
@@ -261,6 +274,7 @@ class RowState:
     retention: int
     tags: dict[str, str] = field(default_factory=dict)
     expires_at: int | None = None
+    rotate_every: int | None = None
 
 
 def build_item(
@@ -283,6 +297,8 @@ def build_item(
             row[TAGS] = {"M": {k: {"S": v} for k, v in sorted(state.tags.items())}}
         if state.expires_at is not None:
             row[EXPIRES_AT] = {"N": str(state.expires_at)}
+        if state.rotate_every is not None:
+            row[ROTATE_EVERY] = {"N": str(state.rotate_every)}
     while True:
         item = {**key_of(service, user), **_encode_version(current), **row}
         if history:

@@ -43,6 +43,11 @@ class Entry:
     deleted_at: str | None = None
     deleted_by: str | None = None
     expires_at: int | None = None
+    # Its rotation schedule (see schedule.py): the period in seconds, the current value's hard
+    # expiry and when it falls due, ISO 8601 UTC; None where there is none.
+    rotate_every: int | None = None
+    not_after: str | None = None
+    due_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ class VersionInfo:
     saved_by: str | None = None  # the caller's ARN; "unknown" when STS did not say
     action: str | None = None  # save, rollback, import, delete or undelete
     comment: str | None = None
+    not_after: str | None = None  # the value's hard expiry, ISO 8601 UTC
+    # The secret's rotation period (seconds) and when it falls due: on the current version only.
+    rotate_every: int | None = None
+    due_at: str | None = None
 
 
 @dataclass(frozen=True)

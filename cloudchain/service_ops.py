@@ -22,6 +22,7 @@ from .layout import StoredItem
 from .parallel import parallel_map
 from .regions import Place, Regions
 from .results import Entry, ImportResult, ReencryptResult, Secret, Versioned, secret_value
+from .schedule import due_at, iso
 from .store import expired
 from .validation import (
     check_choice,
@@ -86,7 +87,9 @@ class ServiceOperations:
             if any(row.tags.get(k) != v for k, v in wanted.items()):
                 continue
             when = (row.saved_at, row.saved_by, row.expires_at) if deleted else (None,) * 3
-            yield Entry(row.service, row.user, row.legacy, row.tags, *when)
+            due = due_at(row.saved_at, row.rotate_every, row.not_after)
+            yield Entry(row.service, row.user, row.legacy, row.tags, *when, row.rotate_every,
+                        row.not_after, iso(due[0]) if due else None)  # fmt: skip
 
     def export(self, service: str, *, tags: Mapping[str, str] | None) -> dict[str, Versioned]:
         """Return every current secret of service (with all of tags) and its version, keyed by

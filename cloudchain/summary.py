@@ -12,6 +12,8 @@ from .layout import (
     CONTEXT,
     DELETE,
     EXPIRES_AT,
+    NOT_AFTER,
+    ROTATE_EVERY,
     SAVED_AT,
     SAVED_BY,
     SERVICE,
@@ -34,6 +36,9 @@ class RowSummary:
     saved_by: str | None
     expires_at: int | None
     tags: dict[str, str]
+    version: int = 1  # the current version (a row written before versions: 1)
+    rotate_every: int | None = None  # seconds
+    not_after: str | None = None  # the current value's hard expiry, ISO 8601 UTC
 
 
 SUMMARY_ATTRIBUTES = (
@@ -46,7 +51,14 @@ SUMMARY_ATTRIBUTES = (
     SAVED_AT,
     SAVED_BY,
     EXPIRES_AT,
+    ROTATE_EVERY,
+    NOT_AFTER,
 )
+
+
+def _whole(item: dict[str, Any], name: str) -> int | None:
+    text = item.get(name, {}).get("N")
+    return int(text) if isinstance(text, str) and text.isdigit() else None
 
 
 def summary_of(item: dict[str, Any]) -> RowSummary:
@@ -65,4 +77,7 @@ def summary_of(item: dict[str, Any]) -> RowSummary:
         saved_by=string_of(item, SAVED_BY),
         expires_at=int(expires) if expires and expires.isdigit() else None,
         tags={k: v.get("S", "") for k, v in item.get(TAGS, {}).get("M", {}).items()},
+        version=_whole(item, VERSION) or 1,
+        rotate_every=_whole(item, ROTATE_EVERY),
+        not_after=string_of(item, NOT_AFTER),
     )

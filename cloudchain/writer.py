@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 from . import crypto, layout, table
 from .errors import CloudChainError, SecretNotFoundError, ValidationError, VersionConflictError
 from .results import Deleted
+from .schedule import KEEP, Keep
 from .store import SecretStore, live
 from .validation import merged_tags
 
@@ -145,6 +146,7 @@ class RowWriter:
             write_id=write_id,
             retention=row.retention or self.history_size,
             tags=dict(row.tags),
+            rotate_every=row.rotate_every,
         )
 
     def _version(
@@ -174,8 +176,14 @@ class RowWriter:
         tags: Mapping[str, str] | None = None,
         untag: Collection[str] = (),
         only_if_deleted: bool = False,
+        rotate_every: int | Keep | None = KEEP,
+        not_after: str | None = None,
+        new_rotate_every: int | None = None,
     ) -> int:
-        """Write plaintext as the next version in one conditional PutItem; return its number."""
+        """Write plaintext as the next version in one conditional PutItem; return its number.
+
+        not_after is the new value's hard expiry; rotate_every the secret's period (KEEP: as
+        it was, or new_rotate_every for a secret that does not exist yet)."""
         store = self._store
         keys = crypto.context_keys_for(binary)
         # The version is bound into the ciphertext, so encrypt again only when it changes.
@@ -207,12 +215,15 @@ class RowWriter:
                 binary=binary,
                 key_arn=key_arn,
                 digest=crypto.digest(blob),
+                not_after=not_after,
             )
             state = self._state(item, row, write_id)
+            period = state.rotate_every if row is not None else new_rotate_every
             state = replace(
                 state,
                 retention=history_size or state.retention,
                 tags=merged_tags(state.tags, tags, untag),
+                rotate_every=period if isinstance(rotate_every, Keep) else rotate_every,
             )
             history = []
             if row is not None:
@@ -289,6 +300,36 @@ class RowWriter:
 
         result = self._write(service, user, plan, "tag")
         return result if result is not None else unchanged
+
+    def set_schedule(
+        self,
+        service: str,
+        user: str,
+        rotate_every: int | Keep | None,
+        not_after: str | Keep | None,
+    ) -> tuple[int | None, str | None]:
+        """Change a secret's rotation period and its current value's hard expiry without
+        making a version (as tags are changed); return both as they now are."""
+        store = self._store
+        unchanged: list[tuple[int | None, str | None]] = []
+
+        def plan(item: layout.StoredItem | None, write_id: str) -> Write[Any] | None:
+            row = live(item)
+            if row is None or row.deleted:
+                raise store.not_found(service, user)
+            period = row.rotate_every if isinstance(rotate_every, Keep) else rotate_every
+            expiry = row.current.not_after if isinstance(not_after, Keep) else not_after
+            if (period, expiry) == (row.rotate_every, row.current.not_after):
+                unchanged.append((period, expiry))
+                return None
+            state = replace(self._state(item, row, write_id), rotate_every=period)
+            # A reference row gains attributes here: its version is bound to it first.
+            current = replace(store.rebound(service, user, row.current), not_after=expiry)
+            new_item = layout.build_item(service, user, current, list(row.history), state)
+            return Write(new_item, (period, expiry))
+
+        result = self._write(service, user, plan, "schedule")
+        return result if result is not None else unchanged[-1]
 
     def reencrypt(self, service: str, user: str, key: str, key_arn: str) -> bool:
         """Move every retained version of a row to key and its current binding, keeping who,

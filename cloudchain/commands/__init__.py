@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from . import admin, doctor, generating, render, secrets, service, versions, watch
+from . import admin, doctor, due, generating, render, secrets, service, versions, watch
 from .spec import Section
 
 SECTIONS: tuple[Section, ...] = (
     secrets.SECTION,
     generating.SECTION,
     versions.SECTION,
+    due.SECTION,
     service.SECTION,
     watch.SECTION,
     render.SECTION,

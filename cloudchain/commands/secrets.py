@@ -7,6 +7,7 @@ import sys
 
 from ..errors import ValidationError
 from ..validation import MAX_SECRET_BYTES, check_new_row, shown
+from .due import SCHEDULE_DESTS, schedule_column, schedule_flags
 from .generating import GENERATE_DESTS, generated_value, password_spec
 from .io import info, read_stdin, utf8_text, warn, write_stdout
 from .spec import EXIT_OK, FROM_STDIN_OR_PROMPT, Action, Invocation, Option, Section
@@ -73,6 +74,7 @@ def save(inv: Invocation) -> int:
     args = inv.args
     check_new_row(args.service, args.user)  # bad input costs nothing: before stdin, before AWS
     tags = tags_of(args.tag)
+    rotate_every, not_after = schedule_flags(args)
     spec = password_spec(args)
     generated = generated_value(spec) if spec else None
     secret = generated if generated is not None else read_secret(args.save, args.binary)
@@ -86,6 +88,8 @@ def save(inv: Invocation) -> int:
         comment=args.comment,
         tags=tags,
         untag=args.untag or (),
+        rotate_every=rotate_every,
+        not_after=not_after if isinstance(not_after, str) else None,  # the new value's
     )
     info(f"saved {args.service}/{args.user} version {version} in table '{chain.config.tablename}'")
     if generated is not None and args.show:
@@ -111,6 +115,9 @@ def list_secrets(inv: Invocation) -> int:
     if args.json:
         rows = [{"service": e.service, "user": e.user, "legacy": e.legacy, "tags": e.tags}
                 for e in entries]  # fmt: skip
+        for row, e in zip(rows, entries, strict=True):
+            if e.rotate_every is not None or e.not_after is not None:  # only scheduled rows
+                row.update(rotate_every=e.rotate_every, not_after=e.not_after, due_at=e.due_at)
         if args.deleted:
             for row, e in zip(rows, entries, strict=True):
                 row.update(deleted_at=e.deleted_at, deleted_by=e.deleted_by,
@@ -124,7 +131,8 @@ def list_secrets(inv: Invocation) -> int:
         ))  # fmt: skip
     else:
         mark = {True: "\tlegacy", False: ""}
-        lines = (f"{shown(e.service)}\t{shown(e.user)}{mark[e.legacy]}\n" for e in entries)
+        lines = (f"{shown(e.service)}\t{shown(e.user)}{mark[e.legacy]}{schedule_column(e)}\n"
+                 for e in entries)  # fmt: skip
         write_stdout("".join(lines))
     return EXIT_OK
 
@@ -178,6 +186,9 @@ def tags(inv: Invocation) -> int:
     return EXIT_OK
 
 
+SAVE_OPTIONS: tuple[str, ...] = ("expect_version", "binary", "comment", "tag", "untag")
+SAVE_OPTIONS += GENERATE_DESTS + SCHEDULE_DESTS
+
 SECTION = Section(
     "one secret",
     actions=(
@@ -189,7 +200,7 @@ SECTION = Section(
             save,
             needs="row",
             changes="row",
-            accepts=("expect_version", "binary", "comment", "tag", "untag", *GENERATE_DESTS),
+            accepts=SAVE_OPTIONS,
             kwargs={"nargs": "?", "const": FROM_STDIN_OR_PROMPT, "metavar": "SECRET"},
         ),
         Action(

@@ -8,6 +8,7 @@ import sys
 
 from ..errors import CloudChainError, ValidationError
 from ..validation import shown
+from .due import schedule_column
 from .io import info, warn, write_stdout
 from .spec import EXIT_OK, Action, Invocation, Option, Section
 
@@ -25,12 +26,15 @@ def history(inv: Invocation) -> int:
              "action": v.action, "comment": v.comment}
             for v in versions
         ]  # fmt: skip
+        for row, v in zip(rows, versions, strict=True):
+            if v.rotate_every is not None or v.not_after is not None:  # only scheduled ones
+                row.update(rotate_every=v.rotate_every, not_after=v.not_after, due_at=v.due_at)
         write_stdout(json.dumps(rows, ensure_ascii=False) + "\n")
     else:
         write_stdout("".join(
             f"{v.version}\t{shown(v.saved_at or '-')}\t{shown(v.saved_by or '-')}\t"
             f"{shown(v.action or '-')}\t"
-            f"{shown(v.comment or '-')}\n"
+            f"{shown(v.comment or '-')}{schedule_column(v)}\n"
             for v in versions
         ))  # fmt: skip
     return EXIT_OK
