@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .doctor_aws import check_key, check_permissions, check_replica, check_table, write_steps
+from .doctor_due import check_due
 from .doctor_local import (
     check_agent,
     check_config,
@@ -72,6 +73,11 @@ def examine(doctor: Doctor, checks: tuple[Check, ...] = CHECKS) -> list[Result]:
             results.append(Result(f"replica {region}", OK, check_replica(doctor, region)))
         except Failed as failed:
             results.append(Result(f"replica {region}", FAIL, failed.detail, failed.fix))
+    if doctor.service is not None and "table" in passed:  # asked about one service: its due
+        try:
+            results.append(Result("due", OK, check_due(doctor)))
+        except Failed as failed:
+            results.append(Result("due", FAIL, failed.detail, failed.fix))
     if doctor.write:
         if {"permissions", "key"} <= passed:
             results.extend(write_steps(doctor))

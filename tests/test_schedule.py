@@ -236,3 +236,34 @@ def test_list_and_history_show_the_schedule_and_rows_without_one_are_unchanged(
     assert versions[1]["not_after"] == "2030-01-01T00:00:00Z" and "due_at" in versions[1]
     assert main([*ROW, "--schedule", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"rotate_every": 30 * DAY, "not_after": None}
+
+
+def test_agent_gauge_counts_due_secrets_of_prefetched_services_and_doctor_counts_a_services(
+    cli: CloudChain,
+) -> None:
+    from cloudchain.agent.cached import CachedSecrets
+    from cloudchain.agent.routes import Agent
+    from cloudchain.doctor import Check, Doctor, examine
+
+    cli.save("billing", "old", "v", not_after="2020-01-01")
+    cli.save("billing", "later", "v", not_after="2099-01-01")
+    cli.save("billing", "plain", "v")
+    cli.save("web", "old", "v", not_after="2020-01-01")  # not prefetched: not counted
+    cached = CachedSecrets(cli, ttl=60, stale_if_error=0, max_entries=10, prefetch=["billing"])
+    calls = CallCounter(cli._dynamodb, cli._kms)
+    cached.load("billing")
+    assert calls.operations.count("Query") == 2  # the values, then the schedules' projection
+    answer = Agent(cached, None).metrics({})
+    assert b"\ncloudchain_agent_due_secrets 1.0\n" in answer.body
+    cli.set_schedule("billing", "later", not_after="2021-01-01")
+    cached.load("billing")
+    assert cached.due_now() == 2
+
+    doctor = Doctor(overrides={}, service="billing", config=cli.config)
+    results = examine(doctor, (Check("table", lambda d: "stand-in"),))
+    assert results[-1].check == "due" and results[-1].status == "ok"
+    assert results[-1].detail.startswith("2 secrets of billing due for rotation now, 0 more")
+    assert (
+        examine(Doctor(overrides={}, config=cli.config), (Check("table", lambda d: ""),))[-1].check
+        == "table"
+    )  # without -e, no due line

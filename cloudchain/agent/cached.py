@@ -26,6 +26,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..cache import SecretCache
@@ -49,6 +50,8 @@ MIN_PERIOD = 1.0
 # Services watched without being prefetched are checked while someone asked in this long.
 WATCH_LINGER = 600.0
 MAX_WATCHED = 256  # such services at once: each costs a check per period
+# How far ahead the due gauge looks at each reload: far beyond any refresh interval.
+DUE_HORIZON = 366 * 86_400.0
 
 
 class CachedSecrets:
@@ -78,6 +81,9 @@ class CachedSecrets:
         self._held: dict[str, dict[str, Versioned]] = {}
         self._watched: dict[str, float] = {}  # watched, not prefetched: when last asked
         self._state = threading.Lock()
+        # When each scheduled secret of a prefetched service falls due (ISO 8601 UTC, which
+        # sorts as time does), by service: the due gauge counts those past at each scrape.
+        self.due_dates: dict[str, list[str]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -165,6 +171,8 @@ class CachedSecrets:
             self._held[service], self._marks[service] = found, marks
         self.counters.add("refreshes")
         self.feed.publish(service, marks.token)
+        if changed or service not in self.due_dates:  # a save or schedule change moves them
+            self._load_due_dates(service)
 
     def _refresh(self, service: str) -> None:
         """Check a prefetched service and decrypt only what changed since the last check."""
@@ -195,6 +203,23 @@ class CachedSecrets:
             else:
                 found[user] = value
         self._store(service, dict(sorted(found.items())), marks, changed)
+
+    def _load_due_dates(self, service: str) -> None:
+        """Note when the service's scheduled secrets fall due: one projection Query, no KMS.
+        A failure keeps what was noted before; the secrets themselves are loaded."""
+        try:
+            found = self.chain.due(service, within=DUE_HORIZON)
+        except CloudChainError as err:
+            log.warning("cannot read the rotation schedule of %s: %s", service, err)
+            return
+        self.due_dates[service] = [d.due_at for d in found]
+
+    def due_now(self) -> int:
+        """How many secrets of the prefetched services are due for rotation now."""
+        from ..schedule import iso
+
+        now = iso(datetime.now(timezone.utc))
+        return sum(1 for dates in list(self.due_dates.values()) for at in dates if at <= now)
 
     def _reload(self, service: str) -> None:
         """One background refresh: on an AWS outage keep what is held (served stale); on an

@@ -220,6 +220,11 @@ def _registry(agent: Agent) -> Any:
             ):
                 yield CounterMetricFamily(name, text, value=value)
             yield GaugeMetricFamily("cloudchain_agent_cached_entries", "entries held", len(cache))
+            yield GaugeMetricFamily(
+                "cloudchain_agent_due_secrets",
+                "prefetched secrets due for rotation",
+                agent.cached.due_now(),
+            )
             requests = CounterMetricFamily(
                 "cloudchain_agent_requests", "requests answered, by status", labels=["status"]
             )
