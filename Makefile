@@ -32,6 +32,7 @@ bench: $(BENCH_VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/watch.py
+	PATH=$(BENCH_VENV)/bin:$$PATH $(BENCH_VENV)/bin/python bench/due.py
 
 $(BENCH_VENV)/.installed: $(SOURCES)
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
