@@ -135,3 +135,16 @@ def test_no_require_each_type_lets_a_value_be_shorter_than_its_classes(
     argv = [*ROW, "--save", "--generate", "--length", "2", "--no-require-each-type", "--show"]
     assert main(argv) == 0
     assert len(capsys.readouterr().out) == 3
+
+
+def test_a_generated_value_is_not_in_the_debug_log_or_any_message(
+    cli: CloudChain, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    assert main([*ROW, "--save", "--generate", "--debug", "--comment", "made here"]) == 0
+    value = cli.read("billing", "alice")
+    assert isinstance(value, str)
+    said = capsys.readouterr()
+    logged = caplog.text + said.err + said.out
+    assert value not in logged and value[:12] not in logged
+    assert "saved billing/alice version 1" in said.err

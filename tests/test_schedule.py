@@ -267,3 +267,24 @@ def test_agent_gauge_counts_due_secrets_of_prefetched_services_and_doctor_counts
         examine(Doctor(overrides={}, config=cli.config), (Check("table", lambda d: ""),))[-1].check
         == "table"
     )  # without -e, no due line
+
+
+def test_a_schedule_on_a_reference_row_keeps_it_readable(
+    cli: CloudChain, kms: Any, dynamodb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import base64
+
+    blob = kms.encrypt(KeyId=KEY_ALIAS, Plaintext=b"legacy", EncryptionContext={})
+    secret = base64.b64encode(blob["CiphertextBlob"]).decode()
+    reference = {"Service": {"S": "old"}, "Username": {"S": "u"}, "Secret": {"S": secret}}
+    dynamodb.put_item(TableName="safedb", Item=reference)
+    assert cli.due() == []  # no schedule, no SavedAt: not due, and not an error
+    assert main(["-e", "old", "-u", "u", "--rotate-every", "30d"]) == 0
+    assert capsys.readouterr().out == "rotate-every=30d\n"
+    item = raw(dynamodb, "old", "u")
+    assert item["RotateEvery"] == {"N": str(30 * DAY)} and "Context" in item  # bound to its row
+    assert cli.read("old", "u") == "legacy"
+    # Saved before versions recorded when: as old as can be, so due at once.
+    assert [(d.user, d.due) for d in cli.due()] == [("u", True)]
+    assert main(["--due", "-e", "old"]) == 5
+    assert capsys.readouterr().out == "old\tu\t1\t-\t1970-01-31T00:00:00Z\tperiod\tdue\n"
