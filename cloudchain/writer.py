@@ -295,7 +295,9 @@ class RowWriter:
                 unchanged.update(new_tags)
                 return None
             state = replace(self._state(item, row, write_id), tags=new_tags)
-            new_item = layout.build_item(service, user, row.current, list(row.history), state)
+            # A reference row gains attributes here: its version is bound to it first.
+            current = store.rebound(service, user, row.current)
+            new_item = layout.build_item(service, user, current, list(row.history), state)
             return Write(new_item, new_tags)
 
         result = self._write(service, user, plan, "tag")
