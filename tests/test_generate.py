@@ -82,6 +82,14 @@ def test_require_each_type_can_be_turned_off_for_a_short_value() -> None:
 
 
 @pytest.fixture
+def nowhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An endpoint nothing listens on: a command that reached AWS would exit 1."""
+    monkeypatch.setenv("CLOUDCHAIN_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    monkeypatch.setenv("CLOUDCHAIN_MAX_ATTEMPTS", "1")
+
+
+@pytest.fixture
 def cli(chain: CloudChain, monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudChain]:
     monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
     yield chain
@@ -120,13 +128,12 @@ def test_save_generate_stores_a_value_it_never_prints_and_show_prints_it_to_stdo
         ["--read", "--generate"],
     ],
 )  # fmt: skip
-def test_bad_generate_combinations_are_one_line_usage_errors_writing_nothing(
-    cli: CloudChain, capsys: pytest.CaptureFixture[str], argv: list[str]
+def test_bad_generate_combinations_are_one_line_usage_errors_before_any_aws_call(
+    nowhere: None, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
-    assert main([*ROW, *argv]) == 2
+    assert main([*ROW, *argv]) == 2  # any AWS call would have failed: exit 1
     err = capsys.readouterr().err
     assert "cchain: error:" in err and "Traceback" not in err, err
-    assert list(cli.list()) == []
 
 
 def test_no_require_each_type_lets_a_value_be_shorter_than_its_classes(
