@@ -1,5 +1,6 @@
 """Every write of a row: save (and rollback, import, undelete), delete, purge, tags, the
-rotation schedule and re-encryption, each planned from the row as read and written through one loop.
+rotation schedule and re-encryption, each planned from the row as read and written through one
+loop.
 
 The loop (RowWriter._write): read the row, plan the new item from what was read, and write it
 conditionally on the row's revision. When the condition fails, DynamoDB returns the row as it
