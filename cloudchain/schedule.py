@@ -133,7 +133,10 @@ def due_secrets(
 ) -> list[DueSecret]:
     """Return the rows due now or within `within` seconds, the longest overdue first."""
     now = now or datetime.now(timezone.utc)
-    horizon = now + timedelta(seconds=within)
+    try:
+        horizon = now + timedelta(seconds=within)
+    except OverflowError:  # a window past the calendar: every scheduled secret
+        horizon = datetime.max.replace(tzinfo=timezone.utc)
     found: list[tuple[datetime, DueSecret]] = []
     for row in rows:
         when = due_at(row.saved_at, row.rotate_every, row.not_after)

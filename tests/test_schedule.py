@@ -64,6 +64,7 @@ def test_due_is_the_earlier_of_period_and_expiry_oldest_first_and_soon_within_th
     ]
     assert found[2].due_at.startswith("2027-02-28") and found[2].version == 3
     assert [d.user for d in due_secrets(rows, within=1, now=NOW)][-1] == "exactly"
+    assert len(due_secrets(rows, within=1e18, now=NOW)) == 6  # past the calendar: all
 
 
 @pytest.mark.parametrize(
