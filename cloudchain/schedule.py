@@ -66,7 +66,10 @@ def parse_time(text: str) -> datetime | None:
         return None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # an offset that moves it off the calendar
+        return None
 
 
 def parse_not_after(text: str, name: str = "--not-after") -> str | None:

@@ -183,6 +183,7 @@ def test_due_exits_5_when_something_is_due_0_when_only_soon_and_makes_no_kms_cal
         ([*ROW, "--save", "v", "--not-after", "2026-13-01"], "--not-after"),
         ([*ROW, "--rotate-every", "30"], "--rotate-every"),
         ([*ROW, "--not-after", "soon"], "--not-after"),
+        ([*ROW, "--not-after", "9999-12-31T23:00:00-02:00"], "--not-after"),
         (["--due", "--within", "0d"], "--within"),
         (["--due", "--rotate-every", "1d"], "--rotate-every"),
         (["-e", "billing", "--rotate-every", "1d"], "-u/--user"),
