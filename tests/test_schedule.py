@@ -256,7 +256,10 @@ def test_agent_gauge_counts_due_secrets_of_prefetched_services_and_doctor_counts
     cached = CachedSecrets(cli, ttl=60, stale_if_error=0, max_entries=10, prefetch=["billing"])
     calls = CallCounter(cli._dynamodb, cli._kms)
     cached.load("billing")
-    assert calls.operations.count("Query") == 2  # the values, then the schedules' projection
+    # The change check's projection, the values, then the schedules' projection; no more KMS
+    # calls than secrets.
+    assert calls.operations.count("Query") == 3
+    assert calls.operations.count("Decrypt") == 3
     answer = Agent(cached, None).metrics({})
     assert b"\ncloudchain_agent_due_secrets 1.0\n" in answer.body
     cli.set_schedule("billing", "later", not_after="2021-01-01")
