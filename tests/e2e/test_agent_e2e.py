@@ -105,12 +105,15 @@ def test_over_tcp_every_request_but_healthz_needs_the_token(
 
 def test_ttl_refresh_and_writes_through_cchain(seeded: Emulator, tmp_path: Path) -> None:
     chain = _chain(seeded)
-    with running_agent(seeded, tmp_path, "--ttl", "1") as agent:
+    # A TTL of 3 s: the save and the second read below take well under that even on a loaded
+    # machine (at 1 s this failed under load, the entry expiring before the second read).
+    with running_agent(seeded, tmp_path, "--ttl", "3") as agent:
         read = "/v1/secret?service=billing&user=alice"
+        cached_at = time.monotonic()
         assert agent.curl(read)[2] == b"hunter3"
         chain.save("billing", "alice", "changed elsewhere")  # the agent is not told
         assert agent.curl(read)[2] == b"hunter3"  # cached
-        time.sleep(1.2)
+        time.sleep(max(0.0, cached_at + 3.2 - time.monotonic()))
         assert agent.curl(read)[2] == b"changed elsewhere"  # past its TTL
         chain.save("billing", "alice", "changed again")
         status, _, body = agent.curl("/v1/refresh?service=billing&user=alice", "-X", "POST")
