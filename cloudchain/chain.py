@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .chain_staging import StagedWrites
 from .chain_table import TableOperations
-from .chain_writes import SecretWrites
 from .config import DEFAULT_TABLE, Config
 from .config_sources import load_config
+from .errors import ValidationError
 from .results import (
     Secret,
     VersionDiff,
@@ -25,8 +26,10 @@ from .results import (
     VersionInfo,
     secret_value,
 )
+from .store import stage_of
 from .validation import (
     check_row,
+    check_stage,
     check_version,
 )
 
@@ -38,7 +41,7 @@ _DEFAULTS = Config()
 T = TypeVar("T")
 
 
-class CloudChain(SecretWrites, TableOperations):
+class CloudChain(StagedWrites, TableOperations):
     """A handle on one secrets table and its KMS key; safe to share between threads."""
 
     def __init__(
@@ -119,28 +122,39 @@ class CloudChain(SecretWrites, TableOperations):
 
     # -- one secret ----------------------------------------------------------------------------
 
-    def read(self, service: str, user: str, version: int | None = None) -> Secret:
+    def read(
+        self, service: str, user: str, version: int | None = None, *, stage: str = "current"
+    ) -> Secret:
         """Return the secret of service/user (latest, or the given version): str, or bytes
-        when it was saved as bytes. A deleted secret reads as absent, every version of it."""
-        return self.read_versioned(service, user, version).value
+        when it was saved as bytes. A deleted secret reads as absent, every version of it.
+        stage: "pending" (staged, not yet promoted) or "previous" (current before the last
+        save or promote) reads that version instead of the current one."""
+        return self.read_versioned(service, user, version, stage=stage).value
 
-    def read_versioned(self, service: str, user: str, version: int | None = None) -> Versioned:
+    def read_versioned(
+        self, service: str, user: str, version: int | None = None, *, stage: str = "current"
+    ) -> Versioned:
         """Return the secret of service/user, as read(), with the number of its version."""
         service, user = check_row(service, user)
         if version is not None:
             check_version(version)
+        if check_stage(stage) != "current" and version is not None:
+            raise ValidationError("give a version or a stage, not both")
         where = f"{service}/{user}" + (f" version {version}" if version else "")
+        where += f" ({stage})" if stage != "current" else ""
 
         def fetch() -> Versioned:
             plaintext, binary, number = self._regions.read(
-                f"cannot read {where} from", lambda store: store.plaintext(service, user, version)
+                f"cannot read {where} from",
+                lambda store: store.plaintext(service, user, version, stage),
             )
             value = secret_value(plaintext, binary, f"{where} in table '{self.config.tablename}'")
             return Versioned(value, number)
 
         if self._cache is None:
             return fetch()
-        found: Versioned = self._cache.get((self.config.tablename, service, user, version), fetch)
+        key: tuple[str | int | None, ...] = (self.config.tablename, service, user, version)
+        found: Versioned = self._cache.get(key if stage == "current" else (*key, stage), fetch)
         return found
 
     def history(self, service: str, user: str) -> builtins.list[VersionInfo]:
@@ -154,14 +168,17 @@ class CloudChain(SecretWrites, TableOperations):
         from .schedule import due_at, iso
 
         due = due_at(item.current.saved_at, item.rotate_every, item.current.not_after)
+        stages = {id(stage_of(item, name)): name for name in ("previous", "current", "pending")}
         versions = [
-            VersionInfo(v.version, v.saved_at, v.saved_by, v.action, v.comment, v.not_after)
-            for v in item.versions
-        ]
+            VersionInfo(v.version, v.saved_at, v.saved_by, v.action, v.comment, v.not_after,
+                        stage=stages.get(id(v)))
+            for v in item.all_versions
+        ]  # fmt: skip
         if item.deleted:
             return versions
-        versions[0] = replace(
-            versions[0], rotate_every=item.rotate_every, due_at=iso(due[0]) if due else None
+        current = 0 if item.pending is None else 1  # the pending version comes first
+        versions[current] = replace(
+            versions[current], rotate_every=item.rotate_every, due_at=iso(due[0]) if due else None
         )
         return versions
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .identity import CallerIdentity
     from .service_ops import ServiceOperations
-    from .writer import RowWriter
+    from .staging import StagedWriter
 
 T = TypeVar("T")
 
@@ -58,12 +58,12 @@ class ChainParts:
         )
 
     @property
-    def _writer(self) -> RowWriter:
-        def build() -> RowWriter:
-            from . import writer
+    def _writer(self) -> StagedWriter:
+        def build() -> StagedWriter:
+            from . import staging
 
             c = self.config
-            return writer.RowWriter(
+            return staging.StagedWriter(
                 self._store,
                 saved_by=self._identity.arn,
                 history_size=c.history_size,

@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from .chain_parts import ChainParts
-from .errors import SecretNotFoundError
+from .errors import SecretNotFoundError, ValidationError
 from .results import Deleted, Secret
 from .schedule import KEEP, Keep, check_not_after, check_rotate_every
 from .validation import (
     check_comment,
     check_new_row,
     check_row,
+    check_stage,
     check_tag_key,
     check_tags,
     check_version,
@@ -60,6 +61,8 @@ class SecretWrites(ChainParts):
         untag: Collection[str] = (),
         rotate_every: float | Keep | None = KEEP,
         not_after: str | datetime | None = None,
+        stage: str = "current",
+        replace_pending: bool = False,
     ) -> int:
         """Save secret as a new version of service/user and return its version number.
 
@@ -72,9 +75,32 @@ class SecretWrites(ChainParts):
         rotate_every (seconds; None: no schedule) sets the secret's rotation period, which is
         otherwise kept (a new secret: the configured rotate_every); not_after is the new
         value's hard expiry (ISO 8601 or a datetime, UTC when naive).
+        stage="pending" saves it as the pending version of an existing secret instead, which
+        no reader of the current value sees until promote(); if one is pending already, raise
+        VersionConflictError unless replace_pending.
         """
         service, user = check_new_row(service, user)
         plaintext, binary = secret_bytes(secret, service, user)
+        if check_stage(stage, ("current", "pending")) == "pending":
+            if (
+                expect_version is not None
+                or history_size is not None
+                or tags
+                or untag
+                or (not isinstance(rotate_every, Keep))
+            ):
+                raise ValidationError(
+                    "a pending version takes no expect_version, history_size, tags or rotate_every"
+                )
+            key, why = self._require_key(service), _why("save", comment)
+            expiry = check_not_after(not_after)
+            return self._writing(
+                f"cannot stage {service}/{user} with key {key} in", service, user,
+                lambda: self._writer.save_pending(
+                    service, user, plaintext, key, binary=binary, why=why,
+                    replace_pending=replace_pending, not_after=expiry,
+                ),
+            )  # fmt: skip
         if expect_version is not None:
             check_version(expect_version, minimum=0)
         if history_size is not None:

@@ -30,6 +30,9 @@ AWS CLI recovery recipe keeps working; older retained versions sit in a History 
     RotateEvery N    the secret's rotation period in seconds: it is due once its current
                      version is that old. Kept by every write (saves, rollbacks, deletes and
                      undeletes) until changed. Absent: no schedule.
+    Pending    M     the one pending (staged) version, shaped like a History entry; readers of
+                     the reference attributes never see it
+    Rotating   M     a rotation's lease: {Id: S, Until: N epoch seconds}
 
 An item holding nothing but Service, Username and Secret is a reference row: it may be
 decrypted through the legacy contexts. Anything else this project writes rules that out.
@@ -66,9 +69,14 @@ TAGS = "Tags"
 EXPIRES_AT = "ExpiresAt"
 NOT_AFTER = "NotAfter"
 ROTATE_EVERY = "RotateEvery"
+PENDING = "Pending"
+ROTATING = "Rotating"
 # The whole reference layout: only an item with no other attribute is a reference row.
 REFERENCE_ATTRIBUTES = frozenset({SERVICE, USERNAME, SECRET})
 DELETE = "delete"
+ABORT = "abort"
+# The actions whose version holds no value: a delete's record, an aborted pending version's.
+EMPTY_ACTIONS = frozenset({DELETE, ABORT})
 # DynamoDB's item limit is 400 KB; counted conservatively (below also moto's 405,000), so an
 # item that passes item_size() is accepted everywhere.
 ITEM_SIZE_LIMIT = 400_000
@@ -101,6 +109,14 @@ class StoredVersion:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """Who holds a rotation of a row (a random id), and until when (epoch seconds)."""
+
+    holder: str
+    until: int
+
+
+@dataclass(frozen=True)
 class StoredItem:
     """One row: its current version, the older versions it retains (newest first), and the
     row-level attributes."""
@@ -118,6 +134,8 @@ class StoredItem:
     # How a row written before revisions is recognised in a conditional write.
     raw_secret: dict[str, Any] | None = field(default=None, repr=False)
     has_version: bool = True
+    pending: StoredVersion | None = None
+    lease: Lease | None = None
 
     @property
     def versions(self) -> tuple[StoredVersion, ...]:
@@ -129,13 +147,25 @@ class StoredItem:
         """Whether the secret is deleted (recoverable until expires_at)."""
         return self.current.deleted
 
+    @property
+    def all_versions(self) -> tuple[StoredVersion, ...]:
+        """Every retained version and the pending one."""
+        return self.versions if self.pending is None else (self.pending, *self.versions)
+
+    @property
+    def next_version(self) -> int:
+        """The number a new version takes: past every retained one and the pending one."""
+        return max(v.version for v in self.all_versions) + 1
+
     def find(self, version: int) -> StoredVersion | None:
-        """Return the retained version numbered version, or None."""
-        return next((v for v in self.versions if v.version == version), None)
+        """Return the retained or pending version numbered version, or None."""
+        return next((v for v in self.all_versions if v.version == version), None)
 
     def wrote(self, write_id: str) -> bool:
         """Whether the write with this id landed: the last write, or one retained version's."""
-        return self.last_write_id == write_id or any(v.write_id == write_id for v in self.versions)
+        return self.last_write_id == write_id or any(
+            v.write_id == write_id for v in self.all_versions
+        )
 
 
 def key_of(service: str, user: str) -> dict[str, Any]:
@@ -154,8 +184,8 @@ def _decode_version(
     secret = attrs.get(SECRET)
     action = string_of(attrs, ACTION)
     try:
-        if action == DELETE:
-            ciphertext = None  # the record of a delete: whatever Secret says, it holds none
+        if action in EMPTY_ACTIONS:
+            ciphertext = None  # a record with no value: whatever Secret says, it holds none
         elif secret is None:
             raise KeyError(SECRET)
         elif "B" in secret:
@@ -203,6 +233,13 @@ def decode(item: dict[str, Any], table: str) -> StoredItem:
         for n, entry in enumerate(item.get(HISTORY, {}).get("L", []))
     )
     tags = {name: value.get("S", "") for name, value in item.get(TAGS, {}).get("M", {}).items()}
+    pending = None
+    if PENDING in item:
+        pending = _decode_version(item[PENDING].get("M", {}), 0, f"{where}, pending", False)
+    lease = None
+    if ROTATING in item:
+        held = item[ROTATING].get("M", {})
+        lease = Lease(string_of(held, "Id") or "", _number(held, "Until", where) or 0)
     return StoredItem(
         service=service,
         user=user,
@@ -216,6 +253,8 @@ def decode(item: dict[str, Any], table: str) -> StoredItem:
         rotate_every=_number(item, ROTATE_EVERY, where),
         raw_secret=item.get(SECRET),
         has_version=VERSION in item,
+        pending=pending,
+        lease=lease,
     )
 
 
@@ -275,6 +314,8 @@ class RowState:
     tags: dict[str, str] = field(default_factory=dict)
     expires_at: int | None = None
     rotate_every: int | None = None
+    pending: StoredVersion | None = None
+    lease: Lease | None = None
 
 
 def build_item(
@@ -299,6 +340,11 @@ def build_item(
             row[EXPIRES_AT] = {"N": str(state.expires_at)}
         if state.rotate_every is not None:
             row[ROTATE_EVERY] = {"N": str(state.rotate_every)}
+        if state.pending is not None:
+            row[PENDING] = {"M": _encode_version(state.pending)}
+        if state.lease is not None:
+            held = {"Id": {"S": state.lease.holder}, "Until": {"N": str(state.lease.until)}}
+            row[ROTATING] = {"M": held}
     while True:
         item = {**key_of(service, user), **_encode_version(current), **row}
         if history:

@@ -47,9 +47,10 @@ def default_chain() -> CloudChain:
         return _default[1]
 
 
-def savecreds(service: str, user: str, secret: str | bytes) -> None:
-    """Save a secret for service/user with the default CloudChain."""
-    default_chain().save(service, user, secret)
+def savecreds(service: str, user: str, secret: str | bytes, *, stage: str = "current") -> None:
+    """Save a secret for service/user with the default CloudChain (stage="pending": as the
+    pending version, which readers see only once promoted)."""
+    default_chain().save(service, user, secret, stage=stage)
 
 
 def readcreds(service: str, user: str) -> str | bytes:

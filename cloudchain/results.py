@@ -57,12 +57,13 @@ class VersionInfo:
     version: int
     saved_at: str | None  # ISO 8601 UTC; None for a value saved before versions existed
     saved_by: str | None = None  # the caller's ARN; "unknown" when STS did not say
-    action: str | None = None  # save, rollback, import, delete or undelete
+    action: str | None = None  # save, rollback, import, delete, undelete, promote or abort
     comment: str | None = None
     not_after: str | None = None  # the value's hard expiry, ISO 8601 UTC
     # The secret's rotation period (seconds) and when it falls due: on the current version only.
     rotate_every: int | None = None
     due_at: str | None = None
+    stage: str | None = None  # "pending", "current", "previous", or None for an older one
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,16 @@ def live(item: layout.StoredItem | None) -> layout.StoredItem | None:
     return item
 
 
+def stage_of(item: layout.StoredItem, stage: str) -> layout.StoredVersion | None:
+    """Return the version a staging label names: "pending" (staged, not yet current),
+    "current", or "previous" (current before the last save or promote); None if none."""
+    if stage == "pending":
+        return item.pending
+    if stage == "previous":
+        return next((v for v in item.history if v.action != layout.ABORT), None)
+    return item.current
+
+
 class SecretStore:
     """Reads, decrypts and writes versioned secrets in one DynamoDB table."""
 
@@ -88,8 +98,18 @@ class SecretStore:
             )
         return item
 
-    def version_of(self, item: layout.StoredItem, version: int | None) -> layout.StoredVersion:
-        """Return the current or a retained version of a row, or raise SecretNotFoundError."""
+    def version_of(
+        self, item: layout.StoredItem, version: int | None, stage: str = "current"
+    ) -> layout.StoredVersion:
+        """Return the current, a retained or a staged version of a row, or raise
+        SecretNotFoundError."""
+        if stage != "current":
+            staged = stage_of(item, stage)
+            if staged is None:
+                raise SecretNotFoundError(
+                    f"{self.where(item.service, item.user)} has no {stage} version"
+                )
+            return staged
         stored = item.current if version is None else item.find(version)
         if stored is None:
             retained = ", ".join(str(v.version) for v in item.versions)
@@ -99,11 +119,13 @@ class SecretStore:
             )
         return stored
 
-    def plaintext(self, service: str, user: str, version: int | None) -> tuple[bytes, bool, int]:
-        """Return the plaintext of the latest version, or of a retained one, whether it was
-        saved as bytes, and its version number."""
+    def plaintext(
+        self, service: str, user: str, version: int | None, stage: str = "current"
+    ) -> tuple[bytes, bool, int]:
+        """Return the plaintext of the latest version, a retained or a staged one, whether it
+        was saved as bytes, and its version number."""
         item = self.load_secret(service, user)
-        stored = self.version_of(item, version)
+        stored = self.version_of(item, version, stage)
         return (*self.decrypt(service, user, stored), stored.version)
 
     def decrypt(self, service: str, user: str, stored: layout.StoredVersion) -> tuple[bytes, bool]:
@@ -130,7 +152,8 @@ class SecretStore:
         whether it is binary, refusing a version whose binding cannot be trusted."""
         where = self.where(service, user, stored.version)
         if stored.ciphertext is None:
-            raise SecretNotFoundError(f"{where} is the record of a delete and holds no secret")
+            what = "an abort" if stored.action == layout.ABORT else "a delete"
+            raise SecretNotFoundError(f"{where} is the record of {what} and holds no secret")
         if stored.digest is not None and crypto.digest(stored.ciphertext) != stored.digest:
             raise IntegrityError(f"{where}: the stored ciphertext does not match its digest")
         weak = stored.reference or (

@@ -218,3 +218,13 @@ def merged_tags(
     if len(result) > MAX_TAGS:
         raise ValidationError(f"a secret holds at most {MAX_TAGS} tags, not {len(result)}")
     return result
+
+
+STAGES = ("current", "pending", "previous")
+
+
+def check_stage(stage: str, allowed: tuple[str, ...] = STAGES) -> str:
+    """Return a staging label, refusing one that is not among allowed."""
+    if stage not in allowed:
+        raise ValidationError(f"stage must be {' or '.join(allowed)}, not {shown(str(stage))}")
+    return stage

@@ -148,6 +148,8 @@ class RowWriter:
             retention=row.retention or self.history_size,
             tags=dict(row.tags),
             rotate_every=row.rotate_every,
+            pending=row.pending,  # every write keeps the staged version and a rotation's lease
+            lease=row.lease,
         )
 
     def _version(
@@ -201,7 +203,7 @@ class RowWriter:
                     f"{expect_version}; nothing was saved",
                     current_version=current,
                 )
-            version = current + 1
+            version = row.next_version if row is not None else 1  # past a pending version
             if version not in encrypted:
                 context = crypto.context_for(keys, service, user, version)
                 encrypted[version] = crypto.encrypt(store.kms, key, plaintext, context)
@@ -246,10 +248,11 @@ class RowWriter:
             row = live(item)
             if row is None or row.deleted:
                 raise store.not_found(service, user)
-            version = row.current.version + 1
+            version = row.next_version
             record = self._version(version, write_id, why, ciphertext=None, context_keys=None)
             state = self._state(item, row, write_id)
-            state = replace(state, expires_at=int(time.time()) + self.recovery_days * DAY)
+            expires_at = int(time.time()) + self.recovery_days * DAY
+            state = replace(state, expires_at=expires_at, pending=None)  # discards a pending one
             # The delete record keeps as many older versions as the secret keeps values, so
             # the value it hides is always there to undelete.
             history = [store.rebound(service, user, row.current), *row.history]
@@ -343,10 +346,12 @@ class RowWriter:
             row = live(item)
             if row is None:
                 return None
-            moved = [store.moved(service, user, v, key, key_arn) for v in row.versions]
-            if all(new is old for new, old in zip(moved, row.versions, strict=True)):
+            moved = [store.moved(service, user, v, key, key_arn) for v in row.all_versions]
+            if all(new is old for new, old in zip(moved, row.all_versions, strict=True)):
                 return None
+            pending = moved.pop(0) if row.pending is not None else None
             state = replace(self._state(item, row, write_id), expires_at=row.expires_at)
+            state = replace(state, pending=pending)
             new_item = layout.build_item(service, user, moved[0], moved[1:], state)
             return Write(new_item, True)
 

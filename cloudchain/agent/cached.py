@@ -34,7 +34,7 @@ from ..errors import CloudChainError, EndpointError, SecretNotFoundError, Valida
 from ..parallel import parallel_map
 from ..results import Versioned
 from ..tally import Tally
-from ..validation import check_row, check_service, check_tags, check_version
+from ..validation import check_row, check_service, check_stage, check_tags, check_version
 from .changefeed import ChangeFeed
 
 if TYPE_CHECKING:
@@ -98,22 +98,33 @@ class CachedSecrets:
             raise
 
     @staticmethod
-    def _secret_key(service: str, user: str, version: int | None) -> tuple[Any, ...]:
+    def _secret_key(
+        service: str, user: str, version: int | None, stage: str = "current"
+    ) -> tuple[Any, ...]:
         service, user = check_row(service, user)
         if version is not None:
             check_version(version)
+        if check_stage(stage) != "current":  # a staged version is cached apart from current
+            return ("secret", service, user, version, stage)
         return ("secret", service, user, version)
 
-    def peek_secret(self, service: str, user: str, version: int | None = None) -> Versioned | None:
+    def peek_secret(
+        self, service: str, user: str, version: int | None = None, stage: str = "current"
+    ) -> Versioned | None:
         """A secret, if it can be answered from the cache without waiting; else None."""
-        found, value = self.cache.peek(self._secret_key(service, user, version))
+        found, value = self.cache.peek(self._secret_key(service, user, version, stage))
         return value if found else None
 
-    def secret(self, service: str, user: str, version: int | None = None) -> Versioned:
+    def secret(
+        self, service: str, user: str, version: int | None = None, stage: str = "current"
+    ) -> Versioned:
         """A secret and its version, fetching it if need be."""
-        key = self._secret_key(service, user, version)
+        key = self._secret_key(service, user, version, stage)
         return self.cache.get(
-            key, lambda: self._fetching(lambda: self.chain.read_versioned(service, user, version))
+            key,
+            lambda: self._fetching(
+                lambda: self.chain.read_versioned(service, user, version, stage=stage)
+            ),
         )
 
     def service(self, service: str, tags: Mapping[str, str] | None = None) -> dict[str, Versioned]:

@@ -95,12 +95,13 @@ class Agent:
             return None
         return values[0]
 
-    def _secret_query(self, params: Params) -> tuple[str, str, int | None]:
+    def _secret_query(self, params: Params) -> tuple[str, str, int | None, str]:
         service, user = self._one(params, "service"), self._one(params, "user")
         version = self._one(params, "version", required=False)
         if version is not None and not (version.isascii() and version.isdigit()):
             raise Problem(400, "bad_request", "version must be a whole number")
-        return str(service), str(user), int(version) if version else None
+        stage = self._one(params, "stage", required=False) or "current"
+        return str(service), str(user), int(version) if version else None, stage
 
     @staticmethod
     def _secret_answer(found: Versioned) -> Answer:

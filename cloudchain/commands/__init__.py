@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import admin, doctor, due, generating, render, secrets, service, versions, watch
+from . import admin, doctor, due, generating, render, rotation, secrets, service, versions, watch
 from .spec import Section
 
 SECTIONS: tuple[Section, ...] = (
@@ -10,6 +10,7 @@ SECTIONS: tuple[Section, ...] = (
     generating.SECTION,
     versions.SECTION,
     due.SECTION,
+    rotation.SECTION,
     service.SECTION,
     watch.SECTION,
     render.SECTION,

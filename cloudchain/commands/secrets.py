@@ -75,6 +75,9 @@ def save(inv: Invocation) -> int:
     check_new_row(args.service, args.user)  # bad input costs nothing: before stdin, before AWS
     tags = tags_of(args.tag)
     rotate_every, not_after = schedule_flags(args)
+    stage = args.stage or "current"
+    if stage == "previous" or (args.replace_pending and stage != "pending"):
+        raise ValidationError("--save takes --stage pending (with --replace-pending) or current")
     spec = password_spec(args)
     generated = generated_value(spec) if spec else None
     secret = generated if generated is not None else read_secret(args.save, args.binary)
@@ -90,8 +93,13 @@ def save(inv: Invocation) -> int:
         untag=args.untag or (),
         rotate_every=rotate_every,
         not_after=not_after if isinstance(not_after, str) else None,  # the new value's
+        stage=stage,
+        replace_pending=args.replace_pending,
     )
-    info(f"saved {args.service}/{args.user} version {version} in table '{chain.config.tablename}'")
+    saved = "saved" if stage == "current" else "staged"
+    info(
+        f"{saved} {args.service}/{args.user} version {version} in table '{chain.config.tablename}'"
+    )
     if generated is not None and args.show:
         write_stdout(generated + "\n")  # asked for: stdout only, never a log or a message
     return EXIT_OK
@@ -100,7 +108,10 @@ def save(inv: Invocation) -> int:
 def read(inv: Invocation) -> int:
     """Print a secret."""
     args = inv.args
-    value = inv.read(args.service, args.user, args.secret_version)
+    if args.stage in (None, "current"):
+        value = inv.read(args.service, args.user, args.secret_version)
+    else:  # a staged version is read from AWS: the agent serves readers of the current one
+        value = inv.chain.read(args.service, args.user, args.secret_version, stage=args.stage)
     if isinstance(value, bytes):
         write_stdout(value)  # a binary secret comes out exactly, with nothing added
     else:
@@ -187,7 +198,7 @@ def tags(inv: Invocation) -> int:
 
 
 SAVE_OPTIONS: tuple[str, ...] = ("expect_version", "binary", "comment", "tag", "untag")
-SAVE_OPTIONS += GENERATE_DESTS + SCHEDULE_DESTS
+SAVE_OPTIONS += GENERATE_DESTS + SCHEDULE_DESTS + ("stage", "replace_pending")
 
 SECTION = Section(
     "one secret",
@@ -209,7 +220,7 @@ SECTION = Section(
             "print the secret to stdout",
             read,
             needs="row",
-            accepts=("no_newline", "secret_version"),
+            accepts=("no_newline", "secret_version", "stage"),
         ),
         Action(
             "list",
@@ -259,7 +270,7 @@ SECTION = Section(
     options=(
         Option(
             ("--expect-version",),
-            "--save: only if the current version is N (0: only if new); else exit 4",
+            "--save, --promote: only if the current version is N (0: only if new); else exit 4",
             {"type": int, "metavar": "N"},
         ),
         Option(
@@ -272,7 +283,8 @@ SECTION = Section(
         Option(("--secret-version",), "--read: read version N", {"type": int, "metavar": "N"}),
         Option(
             ("--comment",),
-            "--save, --rollback, --import, --delete, --undelete: why, recorded with the version "
+            "--save, --rollback, --import, --delete, --undelete, --promote, --abort, --rotate: why, "
+            "recorded with the version "
             "(at most 256 characters)",
             {"metavar": "TEXT"},
         ),

@@ -23,7 +23,7 @@ def history(inv: Invocation) -> int:
     if args.json:
         rows = [
             {"version": v.version, "saved_at": v.saved_at, "saved_by": v.saved_by,
-             "action": v.action, "comment": v.comment}
+             "action": v.action, "comment": v.comment, "stage": v.stage}
             for v in versions
         ]  # fmt: skip
         for row, v in zip(rows, versions, strict=True):
@@ -34,7 +34,7 @@ def history(inv: Invocation) -> int:
         write_stdout("".join(
             f"{v.version}\t{shown(v.saved_at or '-')}\t{shown(v.saved_by or '-')}\t"
             f"{shown(v.action or '-')}\t"
-            f"{shown(v.comment or '-')}{schedule_column(v)}\n"
+            f"{shown(v.comment or '-')}\t{v.stage or '-'}{schedule_column(v)}\n"
             for v in versions
         ))  # fmt: skip
     return EXIT_OK
@@ -108,7 +108,8 @@ SECTION = Section(
         Action(
             "history",
             ("--history",),
-            "list retained versions: version<TAB>saved-at<TAB>saved-by<TAB>action<TAB>comment",
+            "list retained versions: version<TAB>saved-at<TAB>saved-by<TAB>action<TAB>comment"
+            "<TAB>stage (pending, current, previous or -)",
             history,
             needs="row",
             accepts=("json",),

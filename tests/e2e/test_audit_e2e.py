@@ -51,7 +51,7 @@ def test_who_when_and_why_of_every_kind_of_write(emulator: Emulator) -> None:
     ]
     as_json = json.loads(emulator.run(*ROW, "--history", "--json").out)
     assert as_json[0] == {"version": 6, "saved_at": rows[0][1], "saved_by": MOTO_ARN,
-                          "action": "import", "comment": "rotation"}  # fmt: skip
+                          "action": "import", "comment": "rotation", "stage": "current"}  # fmt: skip
     assert as_json[4]["comment"] is None
     bad = emulator.run(*ROW, "--save", "-", "--comment", "x" * 257, stdin="v",
                        env={"CLOUDCHAIN_ENDPOINT_URL": "http://127.0.0.1:9"})  # fmt: skip

@@ -41,7 +41,7 @@ def test_history_escapes_a_planted_action_and_saved_at(emulator: Emulator) -> No
     assert result.code == 0, result.err
     _one_line_each_and_no_control(result.out, 1)
     fields = result.out.rstrip("\n").split("\t")
-    assert len(fields) == 5
+    assert len(fields) == 6 and fields[5] == "current"
     assert fields[1] == "2026-01-01\\n8\\tforged"
     assert fields[3].startswith("save\\n9\\t2099")
     as_json = json.loads(emulator.run(*ROW, "--history", "--json").out)

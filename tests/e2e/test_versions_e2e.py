@@ -44,11 +44,11 @@ def test_history_plain_and_json_without_values(emulator: Emulator) -> None:
     lines = plain.out.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["2", "1"]
     who = r"arn:aws:sts::123456789012:user/moto"
-    assert all(re.fullmatch(rf"\d+\t\d{{4}}-\d\d-\d\dT[\d:.]+Z\t{who}\tsave\t-", line)
+    assert all(re.fullmatch(rf"\d+\t\d{{4}}-\d\d-\d\dT[\d:.]+Z\t{who}\tsave\t-\t(current|previous)", line)
                for line in lines), lines  # fmt: skip
     as_json = json.loads(emulator.run(*ROW, "--history", "--json").out)
     assert [v["version"] for v in as_json] == [2, 1]
-    assert set(as_json[0]) == {"version", "saved_at", "saved_by", "action", "comment"}
+    assert set(as_json[0]) == {"version", "saved_at", "saved_by", "action", "comment", "stage"}
     assert "secret-" not in plain.out + json.dumps(as_json)
 
 
@@ -116,7 +116,7 @@ def test_pre_versions_item_upgrades_through_the_cli(emulator: Emulator) -> None:
     emulator.client("dynamodb").put_item(
         TableName="safedb", Item={**KEY, "Secret": {"S": base64.b64encode(blob).decode()}}
     )
-    assert emulator.run(*ROW, "--history").out == "1\t-\t-\t-\t-\n"
+    assert emulator.run(*ROW, "--history").out == "1\t-\t-\t-\t-\tcurrent\n"
     assert emulator.run(*ROW, "--read").out == "reference-format\n"
     assert _save(emulator, "upgraded") == 2
     assert emulator.run(*ROW, "--read", "--secret-version", "1").out == "reference-format\n"
