@@ -164,8 +164,10 @@ def check_hook(argv: Sequence[str]) -> str | None:
     if not program:
         return "the hook command is empty"
     if os.sep in program:
-        if not os.path.isfile(program):
+        if not os.path.exists(program):
             return f"the hook {program} does not exist"
+        if not os.path.isfile(program):
+            return f"the hook {program} is not a file"
         if not os.access(program, os.X_OK):
             return f"the hook {program} is not executable"
         return None
