@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import KEY_ALIAS
+from helpers import KEY_ALIAS, CallCounter
 
 from cloudchain import CloudChain, SecretNotFoundError
 from cloudchain.cli import main
@@ -21,7 +21,8 @@ ROW = ["-u", "alice", "-e", "billing"]
 # die by a signal or flood its output at a step.
 HOOK = r"""#!/bin/sh
 for step; do :; done  # the step is the last argument
-value=$(cat)
+cat > "$HOOK_LOG.stdin"
+value=$(cat "$HOOK_LOG.stdin")
 in_env=$(env | grep -cF -- "$value")
 echo "$# $step $CLOUDCHAIN_SERVICE $CLOUDCHAIN_USER $CLOUDCHAIN_VERSION $CLOUDCHAIN_CURRENT_VERSION $value $in_env" >> "$HOOK_LOG"
 [ "$step" = "${HOOK_WAIT_AT:-}" ] && while [ ! -e "$HOOK_LOG.go" ]; do sleep 0.02; done
@@ -52,12 +53,15 @@ def test_a_rotation_sets_tests_and_promotes_with_the_value_on_stdin_only(
 ) -> None:
     chain.save("billing", "alice", "old-pw")
     steps: list[tuple[str, int]] = []
+    calls = CallCounter(chain._dynamodb, chain._kms)
     rotated = rotate(
         chain, "billing", "alice", "new-pw", Hook((str(hook),)), comment="q3",
         on_step=lambda step, version: steps.append((step, version)),
     )  # fmt: skip
     assert (rotated.version, rotated.previous_version, rotated.resumed) == (2, 1, False)
     assert steps == [("create", 2), ("set", 2), ("test", 2), ("finish", 2)]
+    assert calls.count("PutItem") == 3  # lease, pending version, promote
+    assert (hook.parent / "calls.stdin").read_bytes() == b"new-pw"  # exactly: no newline added
     # One argument (the step): the value came on stdin, and no variable held it.
     assert _calls(hook) == ["1 set billing alice 2 1 new-pw 0", "1 test billing alice 2 1 new-pw 0"]
     assert chain.read("billing", "alice") == "new-pw"
@@ -144,6 +148,7 @@ def test_rotate_from_the_command_line(
     chain.save("billing", "alice", "old-pw")
     monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
     (hook.parent / "calls.go").touch()  # a file that is not executable
+    monkeypatch.setenv("CLOUDCHAIN_ENDPOINT_URL", "http://127.0.0.1:9")  # no AWS call may work
 
     def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
         capsys.readouterr()
@@ -166,6 +171,7 @@ def test_rotate_from_the_command_line(
         code, out, err = run("--rotate", *bad, stdin="new-pw\n")
         assert (code, out, err.count("\n")) == (2, "", 1), (bad, err)
         assert why in err
+    monkeypatch.delenv("CLOUDCHAIN_ENDPOINT_URL")
     monkeypatch.setenv("HOOK_FAIL_AT", "set")
     code, out, err = run("--rotate", "--hook", f"{hook} --flag", stdin="new-pw\n")
     assert code == 1 and out == ""

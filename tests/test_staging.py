@@ -138,6 +138,7 @@ def test_every_write_keeps_the_pending_version_but_delete(chain: CloudChain, dyn
     chain.save("billing", "alice", "new", stage="pending")
     chain.set_tags("billing", "alice", {"team": "pay"})
     chain.rollback("billing", "alice", 1)  # version 3: past the pending one
+    chain.import_secrets("billing", {"alice": "imported"})
     CloudChain(keyalias="alias/other").setup(create_key=True)
     assert CloudChain(keyalias="alias/other").reencrypt().reencrypted == 1
     assert chain.read("billing", "alice", stage="pending") == "new"
