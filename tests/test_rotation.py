@@ -141,6 +141,21 @@ def test_two_rotations_at_once_one_proceeds_and_the_other_runs_no_hook(
     assert chain.read("billing", "alice") == "first-pw"
 
 
+def test_ctrl_c_during_a_hook_promotes_nothing_and_gives_the_lease_back(
+    chain: CloudChain, hook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain.save("billing", "alice", "old-pw")
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # as run_bounded re-raises it, once it has killed the hook
+
+    monkeypatch.setattr("cloudchain.rotation.run_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rotate(chain, "billing", "alice", "new-pw", Hook((str(hook),)))
+    assert chain.read_versioned("billing", "alice").version == 1
+    assert chain._claim_rotation("billing", "alice", "next", 60) == (1, 2)  # not held
+
+
 def test_rotate_from_the_command_line(
     chain: CloudChain, hook: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
