@@ -227,3 +227,21 @@ def test_staging_from_the_command_line(
     code, _, err = run("--abort")
     assert code == 3 and "no pending version" in err
     assert run("--abort", "--hook", "x")[0] == 2  # --hook goes with --rotate
+
+
+def test_the_agents_refresh_drops_a_staged_read_of_a_changed_secret(chain: CloudChain) -> None:
+    from cloudchain.agent.cached import CachedSecrets
+
+    chain.save("billing", "alice", "old")
+    chain.save("billing", "alice", "first", stage="pending")
+    cached = CachedSecrets(chain, ttl=3600, stale_if_error=3600, max_entries=100,
+                           prefetch=["billing"])  # fmt: skip
+    cached.start()
+    try:
+        assert cached.secret("billing", "alice", stage="pending").value == "first"
+        chain.save("billing", "alice", "second", stage="pending", replace_pending=True)
+        cached._reload("billing")  # the refresh-ahead, by hand: it sees the row changed
+        assert cached.secret("billing", "alice", stage="pending").value == "second"
+        assert cached.secret("billing", "alice").value == "old"
+    finally:
+        cached.stop()

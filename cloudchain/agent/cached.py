@@ -175,6 +175,8 @@ class CachedSecrets:
                 return False
             if key[0] == "service":  # a listing by tags: rebuilt at its next read
                 return bool(changed) and key[2] != ()
+            if len(key) == 5 and key[2] in changed.changed:  # a staged read of a changed row
+                return True
             return key[0] == "secret" and key[2] not in found
 
         self.cache.invalidate(gone)
