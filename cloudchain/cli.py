@@ -110,6 +110,8 @@ def _check_usage(
     chosen = [a for a in ACTIONS.values() if _given(getattr(args, a.option.dest))]
     if not chosen and (_given(args.rotate_every) or _given(args.not_after)):
         chosen = [ACTIONS["schedule"]]  # a schedule alone, with -u and -e, changes just that
+    if {a.name for a in chosen} == {"rotate", "due"}:
+        chosen = [ACTIONS["rotate"]]  # --rotate --due: rotate every secret that is due
     if not chosen:
         parser.error(f"choose an action: {', '.join(a.option.flag for a in ACTIONS.values())}")
     if len(chosen) > 1:
@@ -246,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Logging is set up when the AWS path starts: a read through the agent needs none.
         invocation = Invocation(args, command, agent, lambda: _configure_logging(args.debug))
         code = action.run(invocation)
-        if action.changes and code == EXIT_OK:
-            _refresh_agent(args, action.changes)
+        if action.changes and code == EXIT_OK and args.service is not None:
+            _refresh_agent(args, action.changes)  # --rotate --due without -e: done per row
         return code
     except CloudChainError as err:
         _error(str(err), args.debug, err.hint)

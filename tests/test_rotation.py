@@ -30,6 +30,7 @@ echo "$# $step $CLOUDCHAIN_SERVICE $CLOUDCHAIN_USER $CLOUDCHAIN_VERSION $CLOUDCH
 [ "$step" = "${HOOK_SLEEP_AT:-}" ] && sleep 30
 [ "$step" = "${HOOK_KILL_AT:-}" ] && kill -9 $$
 [ "$step" = "${HOOK_FAIL_AT:-}" ] && exit 3
+[ "$CLOUDCHAIN_USER" = "${HOOK_FAIL_USER:-}" ] && exit 4
 exit 0
 """
 
@@ -204,3 +205,64 @@ def test_rotate_from_the_command_line(
     code, out, err = run("--rotate", stdin="hookless\n")
     assert (code, out) == (0, "3\n")
     assert run("--read")[1] == "hookless\n"
+
+
+def test_rotate_generates_values_and_rotates_every_due_secret(
+    chain: CloudChain, hook: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    monkeypatch.setattr("sys.stdin", None)  # no value is read: each is generated
+    chain.save("billing", "alice", "old-pw")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run(*ROW, "--rotate", "--generate", "--charset", "hex", "--length", "40",
+                         "--show", "--hook", str(hook))  # fmt: skip
+    version, value = out.splitlines()
+    assert (code, version, len(value)) == (0, "2", 40), err
+    assert value not in err and chain.read("billing", "alice") == value
+    assert _calls(hook)[0] == f"1 set billing alice 2 1 {value} 0"
+
+    for user in ("expired", "broken", "later"):
+        chain.save("db", user, "v1", not_after="2020-01-01" if user != "later" else "2099-01-01")
+    monkeypatch.setenv("HOOK_FAIL_USER", "broken")
+    code, out, err = run("--rotate", "--due", "--generate", "--hook", str(hook))
+    assert (code, out) == (1, "")
+    assert "rotated db/expired to version 2 (was 1)" in err
+    assert "warning: rotation step set: the hook" in err and "db/broken stays at version 1" in err
+    assert err.splitlines()[-1] == "cchain: rotated 1, failed 1, skipped 0 of 2 due"
+    assert chain.read_versioned("db", "expired").version == 2
+    assert chain.read_versioned("db", "later").version == 1
+    monkeypatch.delenv("HOOK_FAIL_USER")
+
+    stopped = []
+
+    def interrupted(hook: Hook, step: str, value: bytes, env: dict[str, str]) -> None:
+        stopped.append(env["CLOUDCHAIN_USER"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cloudchain.rotation.run_step", interrupted)
+    chain.save("db", "second", "v1", not_after="2020-01-02")
+    code, out, err = run("--rotate", "--due", "-e", "db", "--generate", "--hook", str(hook))
+    assert (code, stopped) == (130, ["broken"])  # the longest overdue first; then it stops
+    assert (
+        "interrupted during db/broken (nothing promoted for it); rotated 0, failed 0, "
+        "skipped 0, 1 not started" in err
+    )
+    assert chain.read_versioned("db", "second").version == 1
+
+    for bad, why in [
+        (("--rotate", "--due"), "add --generate"),
+        (("--rotate", "--due", "-u", "x", "--generate"), "leave out -u/--user"),
+        (("--rotate", "--due", "--generate", "--show"), "--show does not go with"),
+        (("--rotate", "-e", "db", "--generate"), "needs -u/--user and -e/--service"),
+        (("--rotate", "--due", "--generate", "--within", "1d"), "--within goes with --due"),
+    ]:
+        code, out, err = run(*bad)
+        assert (code, out) == (2, ""), (bad, err)
+        assert err.splitlines()[-1].startswith("cchain: error: ") and why in err

@@ -245,3 +245,14 @@ def test_the_agents_refresh_drops_a_staged_read_of_a_changed_secret(chain: Cloud
         assert cached.secret("billing", "alice").value == "old"
     finally:
         cached.stop()
+
+
+def test_a_pending_version_carries_its_own_expiry_into_current(chain: CloudChain) -> None:
+    chain.save("billing", "alice", "old", not_after="2020-01-01")
+    chain.save("billing", "alice", "new", stage="pending", not_after="2030-01-01T00:00:00Z")
+    assert [d.user for d in chain.due("billing", within=0)] == ["alice"]  # current's expiry
+    chain.promote("billing", "alice")
+    assert chain.due("billing", within=0) == []
+    assert chain.history("billing", "alice")[0].not_after == "2030-01-01T00:00:00Z"
+    with pytest.raises(ValidationError, match="rotate_every"):
+        chain.save("billing", "alice", "x", stage="pending", rotate_every=3600)

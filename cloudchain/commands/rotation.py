@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
 from ..validation import check_new_row, shown
+from .generating import GENERATE_DESTS
 from .io import info, warn, write_stdout
-from .spec import EXIT_OK, FROM_STDIN_OR_PROMPT, Action, Invocation, Option, Section
+from .spec import EXIT_ERROR, EXIT_OK, FROM_STDIN_OR_PROMPT, Action, Invocation, Option, Section
+
+if TYPE_CHECKING:
+    from ..rotation import Hook
 
 DEFAULT_HOOK_TIMEOUT = "60s"
 
@@ -55,27 +61,40 @@ def hook_of(command: str | None, timeout: str | None) -> tuple[str, ...] | None:
     return argv
 
 
-def rotate(inv: Invocation) -> int:
-    """Rotate a secret: create a pending version, run the hook's set and test, promote."""
+def _hook(args: argparse.Namespace) -> Hook | None:
     from ..durations import parse_duration
     from ..rotation import Hook
+
+    argv = hook_of(args.hook, args.hook_timeout)
+    if argv is None:
+        return None
+    return Hook(argv, parse_duration(args.hook_timeout or DEFAULT_HOOK_TIMEOUT, "--hook-timeout"))
+
+
+def rotate(inv: Invocation) -> int:
+    """Rotate a secret: create a pending version, run the hook's set and test, promote."""
     from ..rotation import rotate as run_rotation
+    from .generating import generated_value, password_spec
     from .secrets import read_secret
 
     args = inv.args
+    if args.due:
+        return rotate_due(inv)
+    if args.service is None or args.user is None:
+        raise ValidationError("--rotate needs -u/--user and -e/--service (or --due)")
     check_new_row(args.service, args.user)  # bad input costs nothing: before stdin, before AWS
-    argv = hook_of(args.hook, args.hook_timeout)
-    hook = None
-    if argv is not None:
-        hook = Hook(
-            argv, parse_duration(args.hook_timeout or DEFAULT_HOOK_TIMEOUT, "--hook-timeout")
-        )
+    hook = _hook(args)
+    spec = password_spec(args)
     # A pipe is read now, before any AWS call; a terminal is asked only if a value is needed.
     given = None
-    if sys.stdin is None or not sys.stdin.isatty():
+    if spec is None and (sys.stdin is None or not sys.stdin.isatty()):
         given = read_secret("-")
+    made: list[str] = []  # the value generated, if one was
 
     def value() -> str | bytes:
+        if spec is not None:
+            made.append(generated_value(spec))
+            return made[0]
         return given if given is not None else read_secret(FROM_STDIN_OR_PROMPT)
 
     where = f"{shown(args.service)}/{shown(args.user)}"
@@ -92,7 +111,78 @@ def rotate(inv: Invocation) -> int:
         )
     info(f"rotated {where} to version {rotated.version} (was {rotated.previous_version})")
     write_stdout(f"{rotated.version}\n")
+    if made and args.show:
+        write_stdout(made[0] + "\n")  # asked for: stdout only, never a log or a message
     return EXIT_OK
+
+
+def rotate_due(inv: Invocation) -> int:
+    """Rotate every secret due now (or -e's), one at a time, with generated values; print a
+    summary. Ctrl-C stops before the next secret and says what was done."""
+    from ..errors import CloudChainError
+    from ..rotation import HookFailedError
+    from ..rotation import rotate as run_rotation
+    from ..staging import RotationBusyError
+    from .generating import generated_value, password_spec
+
+    args = inv.args
+    if args.user is not None:
+        raise ValidationError("--rotate --due rotates every due secret: leave out -u/--user")
+    hook = _hook(args)
+    spec = password_spec(args)
+    if spec is None:
+        raise ValidationError("--rotate --due makes a value for each secret: add --generate")
+    if args.show:
+        raise ValidationError("--show does not go with --rotate --due")
+    chain = inv.chain
+    due = [d for d in chain.due(args.service, within=0) if d.due]
+    done: dict[str, list[str]] = {"rotated": [], "failed": [], "skipped": []}
+
+    def summary() -> str:
+        return ", ".join(f"{what} {len(rows)}" for what, rows in done.items())
+
+    for n, secret in enumerate(due):
+        where = f"{shown(secret.service)}/{shown(secret.user)}"
+        try:
+            rotated = run_rotation(
+                chain, secret.service, secret.user, lambda: generated_value(spec), hook,
+                comment=args.comment,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            left = len(due) - n - 1
+            info(f"interrupted during {where} (nothing promoted for it); {summary()}, "
+                 f"{left} not started")  # fmt: skip
+            raise
+        except (HookFailedError, RotationBusyError) as err:
+            done["failed" if isinstance(err, HookFailedError) else "skipped"].append(where)
+            warn(str(err))
+            continue
+        except CloudChainError as err:  # this secret's; the others still get their turn
+            done["failed"].append(where)
+            warn(f"{where}: {err}")
+            continue
+        done["rotated"].append(where)
+        info(f"rotated {where} to version {rotated.version} (was {rotated.previous_version})")
+        refresh_agent(args, secret.service, secret.user)
+    info(f"{summary()} of {len(due)} due")
+    return EXIT_ERROR if done["failed"] else EXIT_OK
+
+
+def refresh_agent(args: argparse.Namespace, service: str, user: str) -> None:
+    """Have the agent (if one is named) forget one rotated secret; if it cannot, only warn."""
+    import os
+
+    if args.no_agent or "CLOUDCHAIN_AGENT" not in os.environ:
+        return
+    from ..agent.client import AgentClient, AgentUnavailable
+    from ..errors import CloudChainError
+
+    try:
+        agent = AgentClient.from_environment()
+        if agent is not None:
+            agent.refresh(service, user)
+    except (AgentUnavailable, CloudChainError) as why:
+        warn(f"the agent may serve the old value until its TTL: {why}")
 
 
 SECTION = Section(
@@ -119,12 +209,12 @@ SECTION = Section(
         Action(
             "rotate",
             ("--rotate",),
-            "rotate the secret: a pending version from stdin (or the one an interrupted "
-            "rotation left), then HOOK set, HOOK test, and promote; print the new version",
+            "rotate the secret: a pending version from stdin or --generate (or the one an "
+            "interrupted rotation left), then HOOK set, HOOK test, and promote; print the new "
+            "version. --rotate --due --generate: every secret due now (-e: of one service)",
             rotate,
-            needs="row",
             changes="row",
-            accepts=("hook", "hook_timeout", "comment"),
+            accepts=("hook", "hook_timeout", "comment", *GENERATE_DESTS),
         ),
     ),
     options=(
