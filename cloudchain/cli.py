@@ -50,9 +50,9 @@ JSON = Option(
 )
 EPILOG = """\
 exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 secret not found, 4 version conflict
-(--expect-version), 5 something is due for rotation (--due), 130/143 interrupted
-(SIGINT/SIGTERM); --exec exits with the command's status (--exec --watch --on-change exit:
-75 when the service changed).
+(--expect-version, a pending version, a rotation running), 5 something is due for rotation
+(--due), 130/143 interrupted (SIGINT/SIGTERM); --exec exits with the command's status
+(--exec --watch --on-change exit: 75 when the service changed).
 
 examples:
   printf '%s\\n' 'hunter2' | cchain -u alice -e billing --save -

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 GENERATE = Option(
     ("--generate",),
-    "--save: make the value with the secrets module instead of reading it (never printed "
-    "unless --show)",
+    "--save, --rotate: make the value with the secrets module instead of reading it (never "
+    "printed unless --show)",
 )
 SHAPE = (
     Option(("--length",), "--generate: characters (default 32)", {"type": int, "metavar": "N"}),
