@@ -50,6 +50,11 @@ def test_a_pending_version_is_seen_only_by_who_asks_for_it(chain: CloudChain) ->
     with pytest.raises(ValidationError, match="stage must be"):
         chain.read("billing", "alice", stage="AWSPENDING")
     assert _stages(chain) == [(2, "pending", "save"), (1, "current", "save")]
+    chain.save("billing", "bob", "bob-old")
+    cloudchain.keyalias = KEY_ALIAS
+    cloudchain.savecreds("billing", "bob", "bob-new", stage="pending")
+    assert cloudchain.readcreds("billing", "bob") == "bob-old"
+    assert chain.read("billing", "bob", stage="pending") == "bob-new"
 
 
 def test_promote_keeps_the_number_and_makes_the_old_current_previous(chain: CloudChain) -> None:
