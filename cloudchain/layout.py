@@ -21,6 +21,11 @@ AWS CLI recovery recipe keeps working; older retained versions sit in a History 
     NotAfter   S     ISO 8601 UTC time the value expires on its own (a third-party token's
                      expiry): from then on the secret is due for rotation. It belongs to the
                      value, so it moves into History with it. Absent: no hard expiry.
+    Source     S     an imported version's origin: the source and the name there, as
+                     `credstash:TABLE:NAME`, `ssm:/PATH` or `secretsmanager:NAME`
+    SourceVersion S  that source's id of the version (a re-run skips what it finds here)
+    SourceTime S     ISO 8601 UTC time the source recorded for the version, when it has
+                     one (SavedAt stays the time of the import)
     History    L     older versions, newest first: maps of the per-version attributes above
     Revision   N     incremented by every write; every write is conditional on it
     LastWriteId S    WriteId of the last write of any kind
@@ -61,6 +66,9 @@ WRITE_ID = "WriteId"
 SAVED_BY = "SavedBy"
 ACTION = "Action"
 COMMENT = "Comment"
+SOURCE = "Source"
+SOURCE_VERSION = "SourceVersion"
+SOURCE_TIME = "SourceTime"
 HISTORY = "History"
 REVISION = "Revision"
 LAST_WRITE_ID = "LastWriteId"
@@ -99,6 +107,10 @@ class StoredVersion:
     action: str | None = None
     comment: str | None = None
     not_after: str | None = None  # ISO 8601 UTC: the value expires on its own then
+    # An imported version's origin: source and name, the source's version id, its time.
+    source: str | None = None
+    source_version: str | None = None
+    source_time: str | None = None
     # True only for a reference row's current version: it may take the legacy contexts.
     reference: bool = False
 
@@ -210,6 +222,9 @@ def _decode_version(
         action=action,
         comment=string_of(attrs, COMMENT),
         not_after=string_of(attrs, NOT_AFTER),
+        source=string_of(attrs, SOURCE),
+        source_version=string_of(attrs, SOURCE_VERSION),
+        source_time=string_of(attrs, SOURCE_TIME),
         reference=reference,
     )
 
@@ -279,6 +294,9 @@ def _encode_version(version: StoredVersion) -> dict[str, Any]:
         ACTION: {"S": version.action} if version.action else None,
         COMMENT: {"S": version.comment} if version.comment else None,
         NOT_AFTER: {"S": version.not_after} if version.not_after else None,
+        SOURCE: {"S": version.source} if version.source else None,
+        SOURCE_VERSION: {"S": version.source_version} if version.source_version else None,
+        SOURCE_TIME: {"S": version.source_time} if version.source_time else None,
     }
     attrs.update({name: value for name, value in optional.items() if value is not None})
     return attrs
