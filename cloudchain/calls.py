@@ -19,8 +19,10 @@ THROTTLE_BASE = 0.5
 class AwsCalls:
     """Runs calls against one table, translating errors into the CloudChainError tree."""
 
-    def __init__(self, tablename: str, clients: Clients) -> None:
+    def __init__(self, tablename: str, clients: Clients, *, place: str | None = None) -> None:
         self.tablename = tablename
+        # What messages name as where the call went (an import's source is no table of ours).
+        self.place = place or f"table '{tablename}'"
         self._clients = clients  # asked where the calls went only to explain a failure
 
     def __call__(self, doing: str, call: Callable[[], T]) -> T:
@@ -34,7 +36,7 @@ class AwsCalls:
         """
         for attempt in range(THROTTLE_ROUNDS):
             try:
-                return self._translated(f"{doing} table '{self.tablename}'", call)
+                return self._translated(f"{doing} {self.place}", call)
             except ThrottledError:
                 if attempt == THROTTLE_ROUNDS - 1:
                     raise
