@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from . import admin, doctor, due, generating, render, rotation, secrets, service, versions, watch
+from . import (
+    admin,
+    doctor,
+    due,
+    generating,
+    migrate,
+    render,
+    rotation,
+    secrets,
+    service,
+    versions,
+    watch,
+)
 from .spec import Section
 
 SECTIONS: tuple[Section, ...] = (
@@ -14,6 +26,7 @@ SECTIONS: tuple[Section, ...] = (
     service.SECTION,
     watch.SECTION,
     render.SECTION,
+    migrate.SECTION,
     admin.SECTION,
     doctor.SECTION,
 )

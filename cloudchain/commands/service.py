@@ -248,7 +248,8 @@ SECTION = Section(
         ),
         Option(
             ("--dry-run",),
-            "--import: show what would change, write nothing; --render: list what it reads",
+            "--import, --import-from: show what would change, write nothing; --render: list what "
+            "it reads",
         ),
         Option(
             ("--allow-env",),
