@@ -40,6 +40,9 @@ TEST = [
     "python-dotenv>=1.2.3",  # the oldest that reads every dotenv cchain writes
     # The real AWS CLI, for the README's recovery recipe: a reader none of our code touches.
     "awscli>=1.29",
+    # The real credstash, writing the tables --import-from credstash reads (it asks only
+    # cryptography>=2.1, so it shares ours); never a dependency of the package.
+    "credstash>=1.17",
     "ruff>=0.6",
     "mypy>=1.10",
     # A test runs setup.py itself; Python 3.12+ venvs come without setuptools.

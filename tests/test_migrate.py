@@ -1,0 +1,285 @@
+"""--import-from against moto in-process: credstash rows written by the real credstash package,
+SSM parameters as chamber writes them, Secrets Manager secrets written with boto3; each
+imported version compared with what the source's own reader returns for it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import credstash
+import pytest
+from helpers import KEY_ALIAS, NASTY_VALUES, CallCounter
+
+from cloudchain import CloudChain
+from cloudchain.cli import main
+from cloudchain.migrate.run import Migration
+from cloudchain.migrate.sources import parse_rule, parse_source
+
+REGION = "us-east-1"
+CONTEXT = {"env": "prod", "team": "payments"}
+
+
+@pytest.fixture
+def cli(chain: CloudChain, monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudChain]:
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    yield chain
+
+
+def put_credstash(name: str, values: list[str], **kwargs: Any) -> None:
+    """Versions 1..n of a credstash secret, written by credstash's own putSecret (on clients
+    built once: credstash builds a session per call otherwise)."""
+    kms = boto3.client("kms", region_name=REGION)
+    dynamodb = boto3.resource("dynamodb", region_name=REGION)
+    for n, value in enumerate(values, 1):
+        credstash.putSecret(
+            name, value, version=str(n), kms_key=KEY_ALIAS, kms=kms, dynamodb=dynamodb, **kwargs
+        )
+
+
+@pytest.fixture
+def credstash_table(cli: CloudChain) -> dict[str, list[str]]:
+    """A credstash table with several secrets and versions, with and without a context."""
+    # The table credstash's createDdbTable makes, without its waiter and tagging.
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName="credential-store",
+        KeySchema=[
+            {"AttributeName": "name", "KeyType": "HASH"},
+            {"AttributeName": "version", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "name", "AttributeType": "S"},
+            {"AttributeName": "version", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    secrets = {
+        "db.password": ["first", "second", "third"],
+        "api.token": [NASTY_VALUES["unicode"], NASTY_VALUES["newline"]],
+        "web.quotes": [NASTY_VALUES["quotes-and-dollars"]],
+    }
+    put_credstash("db.password", secrets["db.password"])
+    put_credstash("api.token", secrets["api.token"], context=CONTEXT, digest="SHA512")
+    put_credstash("web.quotes", secrets["web.quotes"], digest="MD5")
+    return secrets
+
+
+def item(chain: CloudChain, service: str, user: str) -> dict[str, Any]:
+    reply = chain._dynamodb.get_item(
+        TableName="safedb", Key={"Service": {"S": service}, "Username": {"S": user}}
+    )
+    return dict(reply["Item"])
+
+
+def test_credstash_import_reads_back_as_credstash_getsecret_reads_every_version(
+    credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context = [f"--source-context={k}={v}" for k, v in CONTEXT.items()]
+    assert main(["--import-from", "credstash", *context]) == 0
+    err = capsys.readouterr().err
+    assert "3 rows written (6 versions)" in err
+    for name, values in credstash_table.items():
+        service, user = name.split(".", 1)
+        stored = cli.history(service, user)
+        assert [v.action for v in stored] == ["import"] * len(values)
+        for n in range(1, len(values) + 1):
+            theirs = credstash.getSecret(
+                name,
+                version=str(n),
+                region=REGION,
+                context=CONTEXT if name == "api.token" else None,
+            )
+            assert cli.read(service, user, version=n) == theirs == values[n - 1]
+        newest = item(cli, service, user)
+        assert newest["Source"] == {"S": f"credstash:credential-store:{name}"}
+        assert newest["SourceVersion"] == {"S": credstash.paddedInt(len(values))}
+        assert newest["Comment"]["S"].startswith(f"imported from credstash:credential-store:{name}")
+    # A second run writes nothing: every version is found by its source version id.
+    assert main(["--import-from", "credstash", *context]) == 0
+    assert "0 rows written (0 versions), 6 versions already imported" in capsys.readouterr().err
+    assert main(["--import-from", "credstash", "--verify", *context]) == 0
+    # A version added at the source since is reported missing, without any value.
+    credstash.putSecret("db.password", "fourth", version="4", kms_key=KEY_ALIAS, region=REGION)
+    assert main(["--import-from", "credstash", "--verify", *context]) == 1
+    out, err = capsys.readouterr()
+    assert (
+        out
+        == "missing\tdb/password\tcredstash:credential-store:db.password\tversion 0000000000000000004\n"
+    )
+    assert "fourth" not in out + err and "third" not in out + err
+
+
+def test_credstash_dry_run_lists_rows_and_decrypts_nothing(
+    credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = CallCounter(cli._clients.get("kms"), cli._clients.get("dynamodb"))
+    migration = Migration(
+        cli, parse_source("credstash"), parse_rule(parse_source("credstash"), None)
+    )
+    rows, refused = migration.plan()
+    plans = migration.preview(rows, 4, append=False)
+    assert refused == []
+    assert [(p.action, p.row, len(p.versions)) for p in plans] == [
+        ("create", "api/token", 2),
+        ("create", "db/password", 3),
+        ("create", "web/quotes", 1),
+    ]
+    assert calls.count("Decrypt") == 0 and calls.count("Put") == 0
+    assert main(["--import-from", "credstash:credential-store", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1] == "create\tdb/password\tfrom db.password\t3 versions\t16 bytes"
+    assert "dry run, nothing written" in err and "3 create" in err
+    assert list(cli.list("db")) == []
+
+
+def test_credstash_row_with_a_bad_hmac_is_reported_and_skipped(
+    credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = boto3.resource("dynamodb", region_name=REGION).Table("credential-store")
+    key = {"name": "db.password", "version": credstash.paddedInt(2)}
+    table.update_item(
+        Key=key, UpdateExpression="SET hmac = :h", ExpressionAttributeValues={":h": "00" * 32}
+    )
+    with pytest.raises(credstash.IntegrityError):
+        credstash.getSecret("db.password", version="2", region=REGION)
+    context = [f"--source-context={k}={v}" for k, v in CONTEXT.items()]
+    assert main(["--import-from", "credstash", *context]) == 1
+    out, err = capsys.readouterr()
+    assert "skipped db.password version 0000000000000000002: its HMAC does not verify" in err
+    assert "second" not in out + err
+    assert [cli.read("db", "password", version=n) for n in (1, 2)] == ["first", "third"]
+    # What was skipped stays skipped; with --skip-invalid the run says so and succeeds.
+    assert main(["--import-from", "credstash", "--skip-invalid", *context]) == 0
+    assert len(cli.history("db", "password")) == 2
+
+
+def test_names_that_do_not_fit_are_listed_and_nothing_is_imported(
+    credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put_credstash("flat", ["x"])
+    put_credstash("bad.new\nline", ["y"])
+    assert main(["--import-from", "credstash"]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "invalid\tbad.new\\nline\tthe user new\\nline holds the control character U+000A; names must be printable",
+        "invalid\tflat\tit has no '.' to split a service from a user at",
+    ]
+    assert "nothing was imported" in err and "--skip-invalid" in err
+    assert list(cli.list("db")) == []
+    # --map service:NAME puts every name, whole, into one service.
+    assert main(["--import-from", "credstash", "--map", "service:legacy", "--skip-invalid",
+                 "--source-context", "env=prod", "--source-context", "team=payments"]) == 0  # fmt: skip
+    assert sorted(e.user for e in list(cli.list("legacy"))) == [
+        "api.token", "db.password", "flat", "web.quotes"
+    ]  # fmt: skip
+
+
+def test_a_row_with_versions_of_its_own_is_a_conflict_unless_append(
+    credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli.save("db", "password", "ours")
+    assert main(["--import-from", "credstash", "--map", "split:.", "--skip-invalid"]) == 4
+    out, err = capsys.readouterr()
+    assert out.startswith("conflict\tdb/password\tfrom db.password")
+    assert "nothing was imported" in err
+    assert list(cli.list("web")) == []
+    args = ["--import-from", "credstash", "--append", "--source-context", "env=prod",
+            "--source-context", "team=payments"]  # fmt: skip
+    assert main(args) == 0
+    assert [v.action for v in cli.history("db", "password")] == ["import"] * 3 + ["save"]
+    assert cli.read("db", "password") == "third"
+
+
+@pytest.fixture
+def ssm(cli: CloudChain) -> Any:
+    """Parameters as chamber writes them: `chamber write SERVICE KEY` is PutParameter with
+    Name=/SERVICE/KEY (lower-cased), Type=SecureString, KeyId=alias/parameter_store_key (or
+    CHAMBER_KMS_KEY_ALIAS) and Overwrite=true, each write a new version."""
+    client = boto3.client("ssm", region_name=REGION)
+    boto3.client("kms", region_name=REGION).create_alias(
+        AliasName="alias/parameter_store_key",
+        TargetKeyId=boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["KeyId"],
+    )
+    for value in ("v1", "v2", NASTY_VALUES["unicode"]):
+        client.put_parameter(Name="/billing/db_password", Value=value, Type="SecureString",
+                             KeyId="alias/parameter_store_key", Overwrite=True)  # fmt: skip
+    client.put_parameter(Name="/billing/region", Value="eu-west-1", Type="String", Overwrite=True)
+    client.put_parameter(Name="/other/key", Value="outside", Type="String")
+    return client
+
+
+def test_ssm_parameters_in_chamber_layout_come_with_their_history(
+    ssm: Any, cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--import-from", "ssm:/billing"]) == 0
+    assert "2 rows written (4 versions)" in capsys.readouterr().err
+    history = ssm.get_parameter_history(Name="/billing/db_password", WithDecryption=True)
+    for entry in history["Parameters"]:
+        version = int(entry["Version"])
+        assert cli.read("billing", "db_password", version=version) == entry["Value"]
+    newest = item(cli, "billing", "db_password")
+    assert newest["SourceVersion"] == {"S": "3"}
+    assert newest["SourceTime"]["S"].startswith(
+        history["Parameters"][-1]["LastModifiedDate"].strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    assert newest["SavedAt"] != newest["SourceTime"]
+    assert cli.read("billing", "region") == "eu-west-1"
+    assert list(cli.list("other")) == []
+    assert main(["--import-from", "ssm:/billing", "--verify"]) == 0
+    assert main(["--import-from", "ssm:/billing", "--map", "split:/"]) == 2
+    assert "--map goes with credstash and secretsmanager" in capsys.readouterr().err
+
+
+def test_secrets_manager_strings_binaries_and_versions_with_current_last(
+    cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm.create_secret(Name="prod/db", SecretString="old")
+    sm.put_secret_value(SecretId="prod/db", SecretString="new")
+    sm.create_secret(Name="prod/cert", SecretBinary=b"\x00\xffder")
+    sm.create_secret(Name="prod/app", SecretString=json.dumps({"user": "u1", "pass": "p1"}))
+    sm.put_secret_value(SecretId="prod/app", SecretString=json.dumps({"user": "u1", "pass": "p2"}))
+    sm.create_secret(Name="prod/app/user", SecretString="collides when expanded")
+    sm.create_secret(Name="dev/x", SecretString="not under the prefix")
+    assert main(["--import-from", "secretsmanager:prod/"]) == 0
+    assert [cli.read("prod", "db", version=n) for n in (1, 2)] == ["old", "new"]
+    assert cli.read("prod", "db") == sm.get_secret_value(SecretId="prod/db")["SecretString"]
+    assert cli.read("prod", "cert") == b"\x00\xffder"  # binary stays binary
+    assert json.loads(str(cli.read("prod", "app"))) == {"user": "u1", "pass": "p2"}
+    assert list(cli.list("dev")) == []
+    capsys.readouterr()
+    # --expand-json: one secret per key; prod/app/user from both is listed, nothing written.
+    assert main(["--import-from", "secretsmanager:prod/app", "--expand-json"]) == 2
+    out = capsys.readouterr().out
+    assert "invalid\tprod/app/user\tprod/app/user, prod/app/user all map to prod/app/user" in out
+    assert (
+        main(["--import-from", "secretsmanager:prod/app", "--expand-json", "--skip-invalid"]) == 0
+    )
+    assert [cli.read("prod/app", "pass", version=n) for n in (1, 2)] == ["p1", "p2"]
+    assert main(["--import-from", "secretsmanager:prod/app", "--expand-json", "--skip-invalid",
+                 "--verify"]) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--import-from", "vault:x"], "the source is credstash[:TABLE], ssm:/PREFIX or"),
+        (["--import-from", "ssm:billing"], "an SSM source is a path prefix"),
+        (["--import-from", "credstash", "--map", "cut:."], "must be split:SEP or service:NAME"),
+        (["--import-from", "ssm:/a", "--source-context", "k=v"], "--source-context goes with"),
+        (["--import-from", "credstash", "--source-context", "k"], "must be KEY=VALUE"),
+        (["--import-from", "credstash", "--expand-json"], "--expand-json goes with"),
+        (["--import-from", "credstash", "--verify", "--dry-run"], "leave out --dry-run"),
+        (["--export", "-e", "x", "--map", "split:."], "--map goes with --import-from"),
+    ],
+)
+def test_bad_import_from_flags_are_one_line_before_any_aws_call(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No moto here: an AWS call would fail on the unreachable default endpoint, slowly.
+    assert main([*argv, "--endpoint-url", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
