@@ -4,7 +4,6 @@ imported version compared with what the source's own reader returns for it."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from typing import Any

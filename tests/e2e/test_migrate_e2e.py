@@ -1,0 +1,130 @@
+"""--import-from as a user runs it: the installed cchain against a moto server behind the fault
+proxy, which records every request. No write ever reaches a source; a dry run decrypts
+nothing; a disabled source key, source throttling and a lost write reply leave a true
+summary, and a re-run finishes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import credstash
+import pytest
+from faultproxy import FaultProxy, forward_all
+from helpers import KEY_ALIAS
+from support import Emulator
+
+pytestmark = pytest.mark.e2e
+
+# What an import may ask of a source: reads only. Anything else must be a write to our table.
+SOURCE_READS = {
+    "Scan", "Decrypt", "GetParametersByPath", "GetParameterHistory", "GetParameter",
+    "ListSecrets", "ListSecretVersionIds", "GetSecretValue",
+}  # fmt: skip
+TARGET_CALLS = {"GetItem", "PutItem", "Encrypt", "DescribeKey", "GetCallerIdentity"}
+WRITES_TO_SOURCES = ("credential-store",)
+
+
+def _port(emulator: Emulator) -> int:
+    return int(emulator.url.rsplit(":", 1)[1])
+
+
+def _through(emulator: Emulator, proxy: FaultProxy) -> Emulator:
+    return Emulator(proxy.url, {**emulator.env, "CLOUDCHAIN_ENDPOINT_URL": proxy.url})
+
+
+def _credstash(emulator: Emulator, secrets: dict[str, list[str]]) -> None:
+    """A credstash table on the emulator, written by credstash's own putSecret."""
+    emulator.client("dynamodb").create_table(
+        TableName="credential-store",
+        KeySchema=[
+            {"AttributeName": "name", "KeyType": "HASH"},
+            {"AttributeName": "version", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "name", "AttributeType": "S"},
+            {"AttributeName": "version", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb = boto3.resource(
+        "dynamodb", endpoint_url=emulator.url, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    for name, values in secrets.items():
+        for n, value in enumerate(values, 1):
+            credstash.putSecret(name, value, version=str(n), kms_key=KEY_ALIAS,
+                                kms=emulator.client("kms"), dynamodb=dynamodb)  # fmt: skip
+
+
+def _made(proxy: FaultProxy, since: int) -> list[tuple[str, bytes]]:
+    with proxy._lock:
+        return list(proxy.bodies[since:])
+
+
+def test_no_write_reaches_a_source_and_a_dry_run_decrypts_nothing(emulator: Emulator) -> None:
+    _credstash(emulator, {"db.password": ["a1", "a2"], "api.token": ["t1"]})
+    ssm = emulator.client("ssm")
+    for value in ("s1", "s2"):
+        ssm.put_parameter(Name="/billing/key", Value=value, Type="SecureString", Overwrite=True)
+    sm = emulator.client("secretsmanager")
+    sm.create_secret(Name="prod/db", SecretString="m1")
+    sm.put_secret_value(SecretId="prod/db", SecretBinary=b"\x00m2")
+    with FaultProxy(_port(emulator), forward_all) as proxy:
+        user = _through(emulator, proxy)
+        for source in ("credstash", "ssm:/billing", "secretsmanager:prod/"):
+            before = len(proxy.bodies)
+            dry = user.run("--import-from", source, "--dry-run")
+            assert dry.code == 0, dry.err
+            dry_ops = {op for op, _ in _made(proxy, before)}
+            assert not dry_ops & {"Decrypt", "GetSecretValue", "GetParameter", "PutItem"}, source
+            assert b'"WithDecryption": true' not in b"".join(b for _, b in _made(proxy, before))
+            done = user.run("--import-from", source)
+            assert done.code == 0, done.err
+        verified = user.run("--import-from", "secretsmanager:prod/", "--verify")
+        assert verified.code == 0, verified.err
+        assert "a1" not in verified.out + verified.err
+        for operation, body in _made(proxy, 0):
+            assert operation in SOURCE_READS | TARGET_CALLS, operation
+            if operation in TARGET_CALLS - {"GetCallerIdentity", "DescribeKey", "Encrypt"}:
+                assert json.loads(body)["TableName"] == "safedb", operation
+    listed = emulator.run("--list")
+    assert listed.out.split() == ["api", "token", "billing", "key", "db", "password", "prod", "db"]
+
+
+def _policy(rules: dict[str, Callable[[int], str]]) -> Callable[[str, int, bytes], str]:
+    return lambda operation, count, body: rules.get(operation, lambda n: "forward")(count)
+
+
+def test_source_faults_leave_a_true_summary_and_a_rerun_finishes(emulator: Emulator) -> None:
+    secrets = {f"app.k{n}": [f"v{n}-1", f"v{n}-2"] for n in range(4)}
+    _credstash(emulator, secrets)
+    with FaultProxy(_port(emulator)) as proxy:
+        user = _through(emulator, proxy)
+        # The source key is disabled after the first row's two data keys: one row lands.
+        proxy.policy = _policy({"Decrypt": lambda n: "disabled" if n > 2 else "forward"})
+        stopped = user.run("--import-from", "credstash", "--max-workers", "1")
+        assert stopped.code == 1
+        assert "stopped: 1 rows written (2 versions), 3 not written" in stopped.err
+        assert "the KMS key is disabled (DisabledException)" in stopped.err
+        assert stopped.out.splitlines() == [f"not-written\tapp/k{n}" for n in (1, 2, 3)]
+        # Throttled scans and decrypts are retried; a lost reply to a write is recognised.
+        proxy.counts.clear()
+        proxy.policy = _policy({
+            "Scan": lambda n: "throttle" if n == 1 else "forward",
+            "Decrypt": lambda n: "throttle" if n in (1, 3) else "forward",
+            "PutItem": lambda n: "lose-reply" if n == 1 else "forward",
+        })  # fmt: skip
+        finished = user.run("--import-from", "credstash", "--json")
+        assert finished.code == 0, finished.err
+        summary: dict[str, Any] = json.loads(finished.out)
+        assert summary["written"] == ["app/k1", "app/k2", "app/k3"]
+        assert (summary["versions_written"], summary["already_imported"]) == (6, 2)
+        assert proxy.counts["PutItem"] == 4  # the lost reply's write was sent once more
+        again = user.run("--import-from", "credstash", "--verify")
+        assert again.code == 0, again.err
+    for n in range(4):
+        history = json.loads(emulator.run("-u", f"k{n}", "-e", "app", "--history", "--json").out)
+        assert [v["action"] for v in history] == ["import", "import"]
