@@ -258,6 +258,7 @@ def test_secrets_manager_strings_binaries_and_versions_with_current_last(
         main(["--import-from", "secretsmanager:prod/app", "--expand-json", "--skip-invalid"]) == 0
     )
     assert [cli.read("prod/app", "pass", version=n) for n in (1, 2)] == ["p1", "p2"]
+    assert len(cli.history("prod/app", "user")) == 1  # only the versions that changed it
     assert main(["--import-from", "secretsmanager:prod/app", "--expand-json", "--skip-invalid",
                  "--verify"]) == 0  # fmt: skip
 

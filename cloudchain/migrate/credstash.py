@@ -106,7 +106,7 @@ class CredstashTable:
 
     def _version(self, name: str, version: str, row: dict[str, Any]) -> SourceVersion:
         contents = _text(row.get("contents")) or ""
-        size = len(contents) * 3 // 4
+        size = len(contents) * 3 // 4 - contents[-2:].count("=")  # base64, unpadded
         return SourceVersion(version, lambda: self._open(name, version, row), size=size)
 
     def _open(self, name: str, version: str, row: dict[str, Any]) -> str:
