@@ -34,6 +34,7 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/watch.py
 	PATH=$(BENCH_VENV)/bin:$$PATH $(BENCH_VENV)/bin/python bench/due.py
 	$(BENCH_VENV)/bin/python bench/rotation.py
+	$(BENCH_VENV)/bin/python bench/migrate.py
 
 $(BENCH_VENV)/.installed: $(SOURCES)
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
