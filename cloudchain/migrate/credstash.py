@@ -138,13 +138,19 @@ class CredstashTable:
                 kwargs["EncryptionContext"] = context
             try:
                 reply = self._aws(doing, functools.partial(self._kms.decrypt, **kwargs))
-            except IntegrityError as err:
+            except IntegrityError:
                 if n + 1 < len(contexts):
                     continue
-                err.hint = (
-                    "give the encryption context it was stored with: --source-context KEY=VALUE"
+                given = (
+                    "the --source-context given, nor without one"
+                    if self._context
+                    else "without an encryption context"
                 )
-                raise
+                raise IntegrityError(
+                    f"cannot decrypt the data key of credstash secret {name} version {version}: "
+                    f"KMS refused it {given} (give the one it was stored with: "
+                    "--source-context KEY=VALUE)"
+                ) from None
             return bytes(reply["Plaintext"])
         raise AssertionError("unreachable")
 

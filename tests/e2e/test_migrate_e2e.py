@@ -6,6 +6,9 @@ summary, and a re-run finishes."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +17,7 @@ import credstash
 import pytest
 from faultproxy import FaultProxy, forward_all
 from helpers import KEY_ALIAS
-from support import Emulator
+from support import BIN, Emulator
 
 pytestmark = pytest.mark.e2e
 
@@ -125,6 +128,36 @@ def test_source_faults_leave_a_true_summary_and_a_rerun_finishes(emulator: Emula
         assert proxy.counts["PutItem"] == 4  # the lost reply's write was sent once more
         again = user.run("--import-from", "credstash", "--verify")
         assert again.code == 0, again.err
-    for n in range(4):
-        history = json.loads(emulator.run("-u", f"k{n}", "-e", "app", "--history", "--json").out)
-        assert [v["action"] for v in history] == ["import", "import"]
+    history = json.loads(emulator.run("-u", "k3", "-e", "app", "--history", "--json").out)
+    assert [v["action"] for v in history] == ["import", "import"]
+
+
+def test_ctrl_c_stops_an_import_at_once_says_what_landed_and_a_rerun_finishes(
+    emulator: Emulator,
+) -> None:
+    rows = 48
+    _credstash(emulator, {f"app.k{n:02d}": [f"v{n}"] for n in range(rows)})
+    # Every request 30 ms slower, so the import is still going when the signal comes.
+    with FaultProxy(_port(emulator), lambda *_: "delay:0.03") as proxy:
+        user = _through(emulator, proxy)
+        proc = subprocess.Popen(
+            [str(BIN / "cchain"), "--import-from", "credstash"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=user.env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while proxy.counts["PutItem"] < 16:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130 and time.monotonic() - sent < 2, err
+        message = err.decode()
+        assert "import from credstash:credential-store interrupted:" in message
+        reported = int(message.split("interrupted: ", 1)[1].split()[0])
+        landed = len(emulator.run("-e", "app", "--list").out.splitlines())
+        assert 1 <= reported <= landed <= reported + 16 < rows  # at most those in flight
+    rerun = emulator.run("--import-from", "credstash")
+    assert rerun.code == 0, rerun.err
+    assert f"{rows - landed} rows written ({rows - landed} versions), {landed}" in rerun.err
