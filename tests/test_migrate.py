@@ -283,3 +283,19 @@ def test_bad_import_from_flags_are_one_line_before_any_aws_call(
     assert main([*argv, "--endpoint-url", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_row_keeps_its_history_size_and_a_rerun_still_writes_nothing(
+    credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--import-from", "credstash", "--history-size", "2", "--source-context", "env=prod",
+            "--source-context", "team=payments"]  # fmt: skip
+    assert main(args) == 0
+    assert [v.comment.rsplit(" ", 1)[1] for v in cli.history("db", "password") if v.comment] == [
+        credstash.paddedInt(3), credstash.paddedInt(2)
+    ]  # fmt: skip
+    assert cli.read("db", "password") == "third"
+    capsys.readouterr()
+    assert main(args) == 0  # the version the row no longer keeps is not imported again
+    assert "0 rows written (0 versions)" in capsys.readouterr().err
+    assert main([*args, "--verify"]) == 0
