@@ -168,6 +168,11 @@ def test_names_that_do_not_fit_are_listed_and_nothing_is_imported(
     ]
     assert "nothing was imported" in err and "--skip-invalid" in err
     assert list(cli.list("db")) == []
+    # With --json, stdout is one JSON document; the names left out are warnings.
+    assert main(["--import-from", "credstash", "--dry-run", "--json", "--skip-invalid"]) == 0
+    out, err = capsys.readouterr()
+    assert [row["user"] for row in json.loads(out)] == ["token", "password", "quotes"]
+    assert "cchain: warning: cannot import flat: it has no '.'" in err
     # --map service:NAME puts every name, whole, into one service.
     assert main(["--import-from", "credstash", "--map", "service:legacy", "--skip-invalid",
                  "--source-context", "env=prod", "--source-context", "team=payments"]) == 0  # fmt: skip

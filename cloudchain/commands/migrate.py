@@ -38,11 +38,12 @@ def _rows(inv: Invocation, migration: Migration) -> list[Planned]:
     """The rows to import; names that cannot be imported stop it unless --skip-invalid."""
     rows, refused = migration.plan()
     if refused:
-        _list_refused(refused)
+        _list_refused(refused, inv.args.json)
         if not inv.args.skip_invalid:
+            where = "above" if inv.args.json else "on stdout"
             raise ValidationError(
-                f"{len(refused)} source names cannot be imported as they are (listed on "
-                "stdout); nothing was imported",
+                f"{len(refused)} source names cannot be imported as they are (listed {where}); "
+                "nothing was imported",
                 hint="rename them at the source, choose another --map, or add --skip-invalid "
                 "to import the rest",
             )
@@ -50,8 +51,12 @@ def _rows(inv: Invocation, migration: Migration) -> list[Planned]:
     return rows
 
 
-def _list_refused(refused: list[Refused]) -> None:
-    write_stdout("".join(f"invalid\t{shown(r.name)}\t{shown(r.reason)}\n" for r in refused))
+def _list_refused(refused: list[Refused], as_json: bool) -> None:
+    if as_json:  # stdout holds one JSON document: the names go to stderr, one line each
+        for r in refused:
+            warn(f"cannot import {shown(r.name)}: {shown(r.reason)}")
+    else:
+        write_stdout("".join(f"invalid\t{shown(r.name)}\t{shown(r.reason)}\n" for r in refused))
 
 
 def _line(plan: RowPlan) -> str:
@@ -109,7 +114,10 @@ def import_from(inv: Invocation) -> int:
         info(f"dry run, nothing written: from {migration.source}, {_counts(plans)}")
         return EXIT_OK
     if conflicts:
-        write_stdout("".join(_line(p) for p in conflicts))
+        if args.json:
+            write_stdout(json.dumps([_plan_json(p) for p in conflicts], ensure_ascii=False) + "\n")
+        else:
+            write_stdout("".join(_line(p) for p in conflicts))
         info(
             f"error: {len(conflicts)} rows already hold versions that did not come from "
             f"{migration.source} (listed on stdout); nothing was imported"
