@@ -304,3 +304,12 @@ def test_a_row_keeps_its_history_size_and_a_rerun_still_writes_nothing(
     assert main(args) == 0  # the version the row no longer keeps is not imported again
     assert "0 rows written (0 versions)" in capsys.readouterr().err
     assert main([*args, "--verify"]) == 0
+
+
+def test_a_value_read_from_a_source_never_shows_in_a_repr() -> None:
+    from cloudchain.migrate.model import SourceVersion
+    from cloudchain.migrate.target import Incoming
+
+    version = SourceVersion("7", lambda: "hunter2", size=7)
+    incoming = Incoming(version, b"hunter2", binary=False)
+    assert "hunter2" not in repr(version) + repr(incoming)

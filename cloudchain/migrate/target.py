@@ -5,7 +5,7 @@ versions it already wrote by their Source and SourceVersion and writes only the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .. import crypto, layout
 from ..errors import VersionConflictError
@@ -22,8 +22,8 @@ class Incoming:
     """A source version read and ready to write."""
 
     version: SourceVersion
-    plaintext: bytes
-    binary: bool
+    plaintext: bytes = field(repr=False)  # never in a repr, a log or a traceback's locals
+    binary: bool = False
 
 
 def foreign_versions(item: layout.StoredItem | None, origin: str) -> int:
