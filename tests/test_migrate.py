@@ -132,6 +132,13 @@ def test_credstash_dry_run_lists_rows_and_decrypts_nothing(
     assert out.splitlines()[1] == "create\tdb/password\tfrom db.password\t3 versions\t16 bytes"
     assert "dry run, nothing written" in err and "3 create" in err
     assert list(cli.list("db")) == []
+    # api.token was stored with a context: without it (or with another) KMS refuses its key.
+    for wrong in ([], ["--source-context", "env=dev"]):
+        assert main(["--import-from", "credstash", "--max-workers", "1", *wrong]) == 1
+        err = capsys.readouterr().err
+        assert "cannot decrypt the data key of credstash secret api.token version" in err
+        assert "give the one it was stored with: --source-context KEY=VALUE" in err
+        assert list(cli.list("api")) == []
 
 
 def test_credstash_row_with_a_bad_hmac_is_reported_and_skipped(
