@@ -1,6 +1,7 @@
 """--import-from against moto in-process: credstash rows written by the real credstash package,
-SSM parameters as chamber writes them, Secrets Manager secrets written with boto3; each
-imported version compared with what the source's own reader returns for it."""
+Secrets Manager secrets written with boto3 (SSM, whose moto backend takes seconds to load, is
+tested once, in tests/e2e/test_migrate_e2e.py); each imported version compared with what the
+source's own reader returns for it."""
 
 from __future__ import annotations
 
@@ -204,46 +205,6 @@ def test_a_row_with_versions_of_its_own_is_a_conflict_unless_append(
     assert cli.read("db", "password") == "third"
 
 
-@pytest.fixture
-def ssm(cli: CloudChain) -> Any:
-    """Parameters as chamber writes them: `chamber write SERVICE KEY` is PutParameter with
-    Name=/SERVICE/KEY (lower-cased), Type=SecureString, KeyId=alias/parameter_store_key (or
-    CHAMBER_KMS_KEY_ALIAS) and Overwrite=true, each write a new version."""
-    client = boto3.client("ssm", region_name=REGION)
-    boto3.client("kms", region_name=REGION).create_alias(
-        AliasName="alias/parameter_store_key",
-        TargetKeyId=boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["KeyId"],
-    )
-    for value in ("v1", "v2", NASTY_VALUES["unicode"]):
-        client.put_parameter(Name="/billing/db_password", Value=value, Type="SecureString",
-                             KeyId="alias/parameter_store_key", Overwrite=True)  # fmt: skip
-    client.put_parameter(Name="/billing/region", Value="eu-west-1", Type="String", Overwrite=True)
-    client.put_parameter(Name="/other/key", Value="outside", Type="String")
-    return client
-
-
-def test_ssm_parameters_in_chamber_layout_come_with_their_history(
-    ssm: Any, cli: CloudChain, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["--import-from", "ssm:/billing"]) == 0
-    assert "2 rows written (4 versions)" in capsys.readouterr().err
-    history = ssm.get_parameter_history(Name="/billing/db_password", WithDecryption=True)
-    for entry in history["Parameters"]:
-        version = int(entry["Version"])
-        assert cli.read("billing", "db_password", version=version) == entry["Value"]
-    newest = item(cli, "billing", "db_password")
-    assert newest["SourceVersion"] == {"S": "3"}
-    assert newest["SourceTime"]["S"].startswith(
-        history["Parameters"][-1]["LastModifiedDate"].strftime("%Y-%m-%dT%H:%M:%S")
-    )
-    assert newest["SavedAt"] != newest["SourceTime"]
-    assert cli.read("billing", "region") == "eu-west-1"
-    assert list(cli.list("other")) == []
-    assert main(["--import-from", "ssm:/billing", "--verify"]) == 0
-    assert main(["--import-from", "ssm:/billing", "--map", "split:/"]) == 2
-    assert "--map goes with credstash and secretsmanager" in capsys.readouterr().err
-
-
 def test_secrets_manager_strings_binaries_and_versions_with_current_last(
     cli: CloudChain, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -282,6 +243,7 @@ def test_secrets_manager_strings_binaries_and_versions_with_current_last(
         (["--import-from", "ssm:billing"], "an SSM source is a path prefix"),
         (["--import-from", "credstash", "--map", "cut:."], "must be split:SEP or service:NAME"),
         (["--import-from", "ssm:/a", "--source-context", "k=v"], "--source-context goes with"),
+        (["--import-from", "ssm:/a", "--map", "split:/"], "--map goes with credstash and secret"),
         (["--import-from", "credstash", "--source-context", "k"], "must be KEY=VALUE"),
         (["--import-from", "credstash", "--expand-json"], "--expand-json goes with"),
         (["--import-from", "credstash", "--verify", "--dry-run"], "leave out --dry-run"),

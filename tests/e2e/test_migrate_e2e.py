@@ -10,14 +10,17 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import timezone
 from typing import Any
 
 import boto3
 import credstash
 import pytest
 from faultproxy import FaultProxy, forward_all
-from helpers import KEY_ALIAS
+from helpers import KEY_ALIAS, NASTY_VALUES
 from support import BIN, Emulator
+
+from cloudchain import CloudChain
 
 pytestmark = pytest.mark.e2e
 
@@ -68,10 +71,20 @@ def _made(proxy: FaultProxy, since: int) -> list[tuple[str, bytes]]:
 
 
 def test_no_write_reaches_a_source_and_a_dry_run_decrypts_nothing(emulator: Emulator) -> None:
+    """Also SSM's own test (moto's SSM costs seconds to load, once per process): parameters
+    as chamber writes them. `chamber write SERVICE KEY` is PutParameter with Name=/SERVICE/KEY
+    (lower-cased), Type=SecureString, KeyId=alias/parameter_store_key (or
+    CHAMBER_KMS_KEY_ALIAS) and Overwrite=true, each write a new version."""
     _credstash(emulator, {"db.password": ["a1", "a2"], "api.token": ["t1"]})
-    ssm = emulator.client("ssm")
-    for value in ("s1", "s2"):
-        ssm.put_parameter(Name="/billing/key", Value=value, Type="SecureString", Overwrite=True)
+    kms, ssm = emulator.client("kms"), emulator.client("ssm")
+    kms.create_alias(
+        AliasName="alias/parameter_store_key", TargetKeyId=kms.create_key()["KeyMetadata"]["KeyId"]
+    )
+    for value in ("s1", "s2", NASTY_VALUES["unicode"]):
+        ssm.put_parameter(Name="/billing/key", Value=value, Type="SecureString",
+                          KeyId="alias/parameter_store_key", Overwrite=True)  # fmt: skip
+    ssm.put_parameter(Name="/billing/region", Value="eu-west-1", Type="String")
+    ssm.put_parameter(Name="/other/key", Value="outside", Type="String")
     sm = emulator.client("secretsmanager")
     sm.create_secret(Name="prod/db", SecretString="m1")
     sm.put_secret_value(SecretId="prod/db", SecretBinary=b"\x00m2")
@@ -86,15 +99,30 @@ def test_no_write_reaches_a_source_and_a_dry_run_decrypts_nothing(emulator: Emul
             assert b'"WithDecryption": true' not in b"".join(b for _, b in _made(proxy, before))
             done = user.run("--import-from", source)
             assert done.code == 0, done.err
-        verified = user.run("--import-from", "secretsmanager:prod/", "--verify")
-        assert verified.code == 0, verified.err
-        assert "a1" not in verified.out + verified.err
+        for source in ("ssm:/billing", "secretsmanager:prod/"):
+            verified = user.run("--import-from", source, "--verify")
+            assert verified.code == 0, verified.err
+            assert "m1" not in verified.out + verified.err
         for operation, body in _made(proxy, 0):
             assert operation in SOURCE_READS | TARGET_CALLS, operation
             if operation in TARGET_CALLS - {"GetCallerIdentity", "DescribeKey", "Encrypt"}:
                 assert json.loads(body)["TableName"] == "safedb", operation
-    listed = emulator.run("--list")
-    assert listed.out.split() == ["api", "token", "billing", "key", "db", "password", "prod", "db"]
+    chain = CloudChain(endpoint_url=emulator.url, keyalias=KEY_ALIAS)
+    assert [(e.service, e.user) for e in chain.list()] == [
+        ("api", "token"), ("billing", "key"), ("billing", "region"), ("db", "password"),
+        ("prod", "db"),
+    ]  # fmt: skip
+    history = ssm.get_parameter_history(Name="/billing/key", WithDecryption=True)["Parameters"]
+    for entry in history:
+        assert chain.read("billing", "key", version=int(entry["Version"])) == entry["Value"]
+    newest = emulator.client("dynamodb").get_item(
+        TableName="safedb", Key={"Service": {"S": "billing"}, "Username": {"S": "key"}}
+    )["Item"]
+    assert newest["SourceVersion"] == {"S": "3"} and newest["Action"] == {"S": "import"}
+    taken = history[-1]["LastModifiedDate"].astimezone(timezone.utc)
+    assert newest["SourceTime"]["S"].startswith(taken.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert newest["SavedAt"] != newest["SourceTime"]
+    assert chain.read("prod", "db") == b"\x00m2"  # binary stays binary
 
 
 def _policy(rules: dict[str, Callable[[int], str]]) -> Callable[[str, int, bytes], str]:
@@ -128,14 +156,14 @@ def test_source_faults_leave_a_true_summary_and_a_rerun_finishes(emulator: Emula
         assert proxy.counts["PutItem"] == 4  # the lost reply's write was sent once more
         again = user.run("--import-from", "credstash", "--verify")
         assert again.code == 0, again.err
-    history = json.loads(emulator.run("-u", "k3", "-e", "app", "--history", "--json").out)
-    assert [v["action"] for v in history] == ["import", "import"]
+    history = CloudChain(endpoint_url=emulator.url, keyalias=KEY_ALIAS).history("app", "k3")
+    assert [v.action for v in history] == ["import", "import"]
 
 
 def test_ctrl_c_stops_an_import_at_once_says_what_landed_and_a_rerun_finishes(
     emulator: Emulator,
 ) -> None:
-    rows = 48
+    rows = 64
     _credstash(emulator, {f"app.k{n:02d}": [f"v{n}"] for n in range(rows)})
     # Every request 30 ms slower, so the import is still going when the signal comes.
     with FaultProxy(_port(emulator), lambda *_: "delay:0.03") as proxy:
@@ -146,7 +174,7 @@ def test_ctrl_c_stops_an_import_at_once_says_what_landed_and_a_rerun_finishes(
             env=user.env,
         )  # fmt: skip
         deadline = time.monotonic() + 60
-        while proxy.counts["PutItem"] < 16:
+        while proxy.counts["PutItem"] < 32:  # so at least 16 rows have landed
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
@@ -156,8 +184,8 @@ def test_ctrl_c_stops_an_import_at_once_says_what_landed_and_a_rerun_finishes(
         message = err.decode()
         assert "import from credstash:credential-store interrupted:" in message
         reported = int(message.split("interrupted: ", 1)[1].split()[0])
-        landed = len(emulator.run("-e", "app", "--list").out.splitlines())
-        assert 1 <= reported <= landed <= reported + 16 < rows  # at most those in flight
+        landed = len(list(CloudChain(endpoint_url=emulator.url, keyalias=KEY_ALIAS).list("app")))
+        assert 16 <= reported <= landed <= reported + 16 < rows  # at most those in flight
     rerun = emulator.run("--import-from", "credstash")
     assert rerun.code == 0, rerun.err
     assert f"{rows - landed} rows written ({rows - landed} versions), {landed}" in rerun.err
