@@ -282,3 +282,24 @@ def test_a_value_read_from_a_source_never_shows_in_a_repr() -> None:
     version = SourceVersion("7", lambda: "hunter2", size=7)
     incoming = Incoming(version, b"hunter2", binary=False)
     assert "hunter2" not in repr(version) + repr(incoming)
+
+
+def test_secrets_manager_awspending_becomes_the_pending_version(
+    cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm.create_secret(Name="prod/api", SecretString="live")
+    staged = sm.put_secret_value(
+        SecretId="prod/api", SecretString="rotating", VersionStages=["AWSPENDING"]
+    )["VersionId"]
+    assert main(["--import-from", "secretsmanager:prod/", "--dry-run"]) == 0
+    assert "1 versions + pending" in capsys.readouterr().out
+    assert main(["--import-from", "secretsmanager:prod/"]) == 0
+    assert "1 rows written (2 versions)" in capsys.readouterr().err
+    assert cli.read("prod", "api") == "live"
+    assert cli.read("prod", "api", stage="pending") == "rotating"
+    pending = item(cli, "prod", "api")["Pending"]["M"]
+    assert pending["SourceVersion"] == {"S": staged} and pending["Action"] == {"S": "import"}
+    assert main(["--import-from", "secretsmanager:prod/"]) == 0  # held already: nothing new
+    assert "0 rows written (0 versions)" in capsys.readouterr().err
+    assert main(["--import-from", "secretsmanager:prod/", "--verify"]) == 0

@@ -63,7 +63,7 @@ def _line(plan: RowPlan) -> str:
     size = "?" if plan.size is None else str(plan.size)
     return (
         f"{plan.action}\t{shown(plan.row)}\tfrom {shown(plan.planned.secret.mapped_name)}\t"
-        f"{len(plan.versions)} versions\t{size} bytes\n"
+        f"{len(plan.versions)} versions{' + pending' if plan.pending else ''}\t{size} bytes\n"
     )
 
 
@@ -158,6 +158,7 @@ def _plan_json(plan: RowPlan) -> dict[str, Any]:
         "user": plan.planned.user,
         "source": plan.planned.secret.origin,
         "versions": [v.version_id for v in plan.versions],
+        "pending": plan.pending.version_id if plan.pending else None,
         "size": plan.size,
     }
 

@@ -19,7 +19,13 @@ from ..validation import secret_bytes
 from .mapping import Planned, Refused, plan
 from .model import SkippedVersion, SourceSecret, SourceVersion
 from .sources import NameRule, SourceSpec
-from .target import ImportWriter, Incoming, foreign_versions, still_to_import
+from .target import (
+    ImportWriter,
+    Incoming,
+    foreign_versions,
+    pending_to_import,
+    still_to_import,
+)
 
 if TYPE_CHECKING:
     from ..chain import CloudChain
@@ -34,6 +40,7 @@ class RowPlan:
     versions: tuple[SourceVersion, ...]  # still to import, oldest first
     held: int  # source versions the row already holds
     keeps: int  # versions the row keeps: older ones to import would be dropped at once
+    pending: SourceVersion | None = None  # to import as the row's pending version
 
     @property
     def row(self) -> str:
@@ -140,15 +147,16 @@ class Migration:
         def one(planned: Planned) -> RowPlan:
             row = live(self._row(planned))
             todo = tuple(still_to_import(row, planned.secret))
+            pending = pending_to_import(row, planned.secret)
             held = sum(1 for v in planned.secret.versions if not v.pending) - len(todo)
             if foreign_versions(row, planned.secret.origin) and not append:
                 action = "conflict"
-            elif not todo:
+            elif not todo and pending is None:
                 action = "up-to-date"
             else:
                 action = "append" if row is not None else "create"
             keeps = (row.retention if row is not None else None) or history_size
-            return RowPlan(planned, action, todo, held, keeps)
+            return RowPlan(planned, action, todo, held, keeps, pending)
 
         return parallel_map(one, rows, workers)
 
@@ -172,28 +180,30 @@ class Migration:
             if plan.action in ("conflict", "up-to-date"):
                 return
             key = chain._require_key(planned.service)
-            incoming, skipped = [], []
-            # Older versions than the row keeps would be dropped by the write: not even read.
-            for version in plan.versions[-plan.keeps :]:
+            skipped: list[str] = []
+
+            def read(version: SourceVersion) -> Incoming | None:
                 where = f"{planned.secret.mapped_name} version {version.version_id}"
                 try:
                     value = version.read()
                     plaintext, binary = secret_bytes(value, planned.service, planned.user)
-                except SkippedVersion as why:
+                except (SkippedVersion, ValueError) as why:  # ValueError: empty, too large
                     skipped.append(f"{where}: {why}")
-                    continue
-                except ValueError as why:  # empty, or too large for cloudchain
-                    skipped.append(f"{where}: {why}")
-                    continue
-                incoming.append(Incoming(version, plaintext, binary))
+                    return None
+                return Incoming(version, plaintext, binary)
+
+            # Older versions than the row keeps would be dropped by the write: not even read.
+            incoming = [entry for v in plan.versions[-plan.keeps :] if (entry := read(v))]
+            pending = read(plan.pending) if plan.pending is not None else None
             outcome.add(skipped=skipped)
-            if not incoming:
+            if not incoming and pending is None:
                 return
 
             def write() -> int:
                 return writer.append(
-                    planned.service, planned.user, planned.secret, incoming, key, append=append
-                )
+                    planned.service, planned.user, planned.secret, incoming, key,
+                    append=append, pending=pending,
+                )  # fmt: skip
 
             try:
                 doing = f"cannot import {plan.row} into"
@@ -241,11 +251,12 @@ class Migration:
             where = f"{planned.service}/{planned.user}"
             origin = planned.secret.origin
             row = live(self._row(planned))
-            copies = {
-                v.source_version: v for v in (row.versions if row else ()) if v.source == origin
-            }
-            missing = {v.version_id for v in still_to_import(row, planned.secret)}
-            found = [Mismatch(where, origin, vid, "missing") for vid in sorted(missing)]
+            held = row.all_versions if row else ()
+            copies = {v.source_version: v for v in held if v.source == origin}
+            missing = [v.version_id for v in still_to_import(row, planned.secret)]
+            pending = pending_to_import(row, planned.secret)
+            missing += [pending.version_id] if pending is not None else []
+            found = [Mismatch(where, origin, vid, "missing") for vid in missing]
             for version in planned.secret.versions:
                 copy = copies.get(version.version_id)
                 if copy is None:

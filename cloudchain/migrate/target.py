@@ -34,13 +34,30 @@ def foreign_versions(item: layout.StoredItem | None, origin: str) -> int:
     return sum(1 for v in row.versions if v.source != origin)
 
 
+def _held(row: layout.StoredItem | None, origin: str) -> set[str | None]:
+    """The source version ids a row holds from origin, its pending version's included."""
+    return {v.source_version for v in row.all_versions if v.source == origin} if row else set()
+
+
 def still_to_import(item: layout.StoredItem | None, secret: SourceSecret) -> list[SourceVersion]:
     """The source versions after the newest one the row already holds, in order."""
     row = live(item)
-    held = {v.source_version for v in row.versions if v.source == secret.origin} if row else set()
+    held = _held(row, secret.origin)
     versions = [v for v in secret.versions if not v.pending]
     newest = max((n for n, v in enumerate(versions) if v.version_id in held), default=-1)
     return versions[newest + 1 :]
+
+
+def pending_to_import(item: layout.StoredItem | None, secret: SourceSecret) -> SourceVersion | None:
+    """The source's pending version (Secrets Manager's AWSPENDING), unless the row holds it
+    already, or holds a pending version of its own, which an import never replaces."""
+    row = live(item)
+    pending = next((v for v in secret.versions if v.pending), None)
+    if pending is None or pending.version_id in _held(row, secret.origin):
+        return None
+    if row is not None and row.pending is not None and row.pending.source != secret.origin:
+        return None
+    return pending
 
 
 def comment_for(origin: str, version_id: str) -> str:
@@ -66,8 +83,10 @@ class ImportWriter(RowWriter):
         key: str,
         *,
         append: bool,
+        pending: Incoming | None = None,
     ) -> int:
-        """Write the incoming versions the row does not hold yet; return how many."""
+        """Write the incoming versions the row does not hold yet, and pending as the row's
+        pending version (a staged one, see staging.py); return how many were written."""
         store = self._store
         encrypted: dict[tuple[str, int], tuple[bytes, str]] = {}
 
@@ -83,21 +102,35 @@ class ImportWriter(RowWriter):
                 )
             wanted = {v.version_id for v in still_to_import(row, secret)}
             todo = [entry for entry in incoming if entry.version.version_id in wanted]
-            if not todo:
+            staged = pending if pending and pending_to_import(row, secret) else None
+            if not todo and (staged is None or row is None):
                 return None
             state = self._state(item, row, write_id)
-            first = (row.current.version if row is not None else 0) + 1
+            first = row.next_version if row is not None else 1  # past a pending version
             new = [
                 self._imported(
                     service, user, secret.origin, entry, first + n, key, write_id, encrypted
                 )
                 for n, entry in enumerate(todo)
             ]
+            if staged is not None:
+                number = first + len(todo)
+                state = replace(
+                    state,
+                    pending=self._imported(
+                        service, user, secret.origin, staged, number, key, write_id, encrypted
+                    ),
+                )
             history = [*reversed(new[:-1])]
             if row is not None:
-                history += [store.rebound(service, user, row.current), *row.history]
+                if not new:  # only the pending version is new: the current one stays
+                    new = [row.current]
+                else:
+                    history.append(store.rebound(service, user, row.current))
+                history += row.history
             kept = history[: state.retention - 1]
-            return Write(layout.build_item(service, user, new[-1], kept, state), len(todo))
+            written = len(todo) + (staged is not None)
+            return Write(layout.build_item(service, user, new[-1], kept, state), written)
 
         written = self._write(service, user, plan, "import")
         return written or 0
