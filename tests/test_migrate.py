@@ -303,3 +303,13 @@ def test_secrets_manager_awspending_becomes_the_pending_version(
     assert main(["--import-from", "secretsmanager:prod/"]) == 0  # held already: nothing new
     assert "0 rows written (0 versions)" in capsys.readouterr().err
     assert main(["--import-from", "secretsmanager:prod/", "--verify"]) == 0
+    # A row with a pending version of its own keeps it (--append: it has versions of its own).
+    cli.save("prod", "own", "mine")
+    cli.save("prod", "own", "my pending", stage="pending")
+    sm.create_secret(Name="prod/own", SecretString="theirs")
+    sm.put_secret_value(
+        SecretId="prod/own", SecretString="their pending", VersionStages=["AWSPENDING"]
+    )
+    assert main(["--import-from", "secretsmanager:prod/", "--append"]) == 0
+    assert cli.read("prod", "own") == "theirs"
+    assert cli.read("prod", "own", stage="pending") == "my pending"
