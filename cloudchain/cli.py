@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .commands import SECTIONS
+from .commands.agent_refresh import refresh_agent
 from .commands.exec_argv import misplaced_after_exec, split_exec
 from .commands.spec import (
     CONFIG_FLAGS,
@@ -196,21 +197,6 @@ def _agent_for(args: argparse.Namespace) -> AgentClient | None:
         return None
 
 
-def _refresh_agent(args: argparse.Namespace, changes: str) -> None:
-    """After a write, have the agent forget what it changed; if it cannot, only warn."""
-    if args.no_agent or "CLOUDCHAIN_AGENT" not in os.environ:
-        return
-    from .agent.client import AgentClient, AgentUnavailable
-
-    try:
-        agent = AgentClient.from_environment()
-        if agent is not None:
-            agent.refresh(args.service, args.user if changes == "row" else None)
-    except (AgentUnavailable, CloudChainError) as why:
-        print(f"{PROG}: warning: the agent may serve the old value until its TTL: {why}",
-              file=sys.stderr)  # fmt: skip
-
-
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
@@ -248,8 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Logging is set up when the AWS path starts: a read through the agent needs none.
         invocation = Invocation(args, command, agent, lambda: _configure_logging(args.debug))
         code = action.run(invocation)
+        # --rotate --due and --import-from may write to several services: they refresh each.
         if action.changes and code == EXIT_OK and args.service is not None:
-            _refresh_agent(args, action.changes)  # --rotate --due without -e: done per row
+            refresh_agent(args, args.service, args.user if action.changes == "row" else None)
         return code
     except CloudChainError as err:
         _error(str(err), args.debug, err.hint)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CloudChainError, IncompleteImportError, ValidationError
 from ..validation import shown
+from .agent_refresh import refresh_agent
 from .io import info, warn, write_stdout
 from .spec import EXIT_CONFLICT, EXIT_ERROR, EXIT_OK, Action, Invocation, Option, Section
 
@@ -139,6 +140,10 @@ def import_from(inv: Invocation) -> int:
             "written (more may have landed); run the same import again to finish it"
         )
         raise
+    finally:  # the agent forgets what landed, even when the import stopped part way
+        written = set(outcome.rows_written)
+        for service in sorted({p.planned.service for p in plans if p.row in written}):
+            refresh_agent(args, service)
     _report(args, str(migration.source), outcome)
     info(
         f"imported from {migration.source}: {len(outcome.rows_written)} rows written "

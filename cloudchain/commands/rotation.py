@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
 from ..validation import check_new_row, shown
+from .agent_refresh import refresh_agent
 from .generating import GENERATE_DESTS
 from .io import info, warn, write_stdout
 from .spec import EXIT_ERROR, EXIT_OK, FROM_STDIN_OR_PROMPT, Action, Invocation, Option, Section
@@ -166,23 +167,6 @@ def rotate_due(inv: Invocation) -> int:
         refresh_agent(args, secret.service, secret.user)
     info(f"{summary()} of {len(due)} due")
     return EXIT_ERROR if done["failed"] else EXIT_OK
-
-
-def refresh_agent(args: argparse.Namespace, service: str, user: str) -> None:
-    """Have the agent (if one is named) forget one rotated secret; if it cannot, only warn."""
-    import os
-
-    if args.no_agent or "CLOUDCHAIN_AGENT" not in os.environ:
-        return
-    from ..agent.client import AgentClient, AgentUnavailable
-    from ..errors import CloudChainError
-
-    try:
-        agent = AgentClient.from_environment()
-        if agent is not None:
-            agent.refresh(service, user)
-    except (AgentUnavailable, CloudChainError) as why:
-        warn(f"the agent may serve the old value until its TTL: {why}")
 
 
 SECTION = Section(

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import timezone
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,7 +19,7 @@ import credstash
 import pytest
 from faultproxy import FaultProxy, forward_all
 from helpers import KEY_ALIAS, NASTY_VALUES
-from support import BIN, Emulator
+from support import BIN, Emulator, running_agent
 
 from cloudchain import CloudChain
 
@@ -189,3 +190,15 @@ def test_ctrl_c_stops_an_import_at_once_says_what_landed_and_a_rerun_finishes(
     rerun = emulator.run("--import-from", "credstash")
     assert rerun.code == 0, rerun.err
     assert f"{rows - landed} rows written ({rows - landed} versions), {landed}" in rerun.err
+
+
+def test_an_import_refreshes_the_agent_of_each_service_it_wrote(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.client("secretsmanager").create_secret(Name="prod/db", SecretString="imported")
+    with running_agent(emulator, tmp_path) as agent:
+        read = "/v1/secret?service=prod&user=db"
+        assert agent.curl(read)[0] == 404  # the agent now holds this miss for a while
+        done = emulator.run("--import-from", "secretsmanager:prod/", env=agent.env)
+        assert done.code == 0 and "warning" not in done.err, done.err
+        assert agent.curl(read)[2] == b"imported"  # seen at once: the import told the agent
