@@ -70,6 +70,7 @@ class ChainParts:
                 recovery_days=c.recovery_days,
                 # A write that keeps losing races retries for as long as a reply may take.
                 conflict_deadline=c.read_timeout,
+                new_rotate_every=c.rotate_every,
             )
 
         return self._part("writer", build)

@@ -120,7 +120,6 @@ class SecretWrites(ChainParts):
                 service, user, plaintext, key, expect_version=expect_version, binary=binary,
                 history_size=history_size, why=why, tags=tags, untag=untag,
                 rotate_every=period, not_after=expiry,
-                new_rotate_every=self.config.rotate_every,
             ),
         )  # fmt: skip
 

@@ -75,8 +75,10 @@ class RowWriter:
         history_size: int,
         recovery_days: int,
         conflict_deadline: float,
+        new_rotate_every: int | None = None,
     ) -> None:
         self._store = store
+        self.new_rotate_every = new_rotate_every  # the rotation period of a secret we create
         self._saved_by = saved_by
         self.history_size = history_size
         self.recovery_days = recovery_days
@@ -140,7 +142,10 @@ class RowWriter:
         revision = (item.revision or 0) + 1 if item is not None else 1
         if row is None:
             return layout.RowState(
-                revision=revision, write_id=write_id, retention=self.history_size
+                revision=revision,
+                write_id=write_id,
+                retention=self.history_size,
+                rotate_every=self.new_rotate_every,
             )
         return layout.RowState(
             revision=revision,
@@ -181,12 +186,11 @@ class RowWriter:
         only_if_deleted: bool = False,
         rotate_every: int | Keep | None = KEEP,
         not_after: str | None = None,
-        new_rotate_every: int | None = None,
     ) -> int:
         """Write plaintext as the next version in one conditional PutItem; return its number.
 
         not_after is the new value's hard expiry; rotate_every the secret's period (KEEP: as
-        it was, or new_rotate_every for a secret that does not exist yet)."""
+        it was, or the writer's new_rotate_every for a secret that does not exist yet)."""
         store = self._store
         keys = crypto.context_keys_for(binary)
         # The version is bound into the ciphertext, so encrypt again only when it changes.
@@ -221,12 +225,11 @@ class RowWriter:
                 not_after=not_after,
             )
             state = self._state(item, row, write_id)
-            period = state.rotate_every if row is not None else new_rotate_every
             state = replace(
                 state,
                 retention=history_size or state.retention,
                 tags=merged_tags(state.tags, tags, untag),
-                rotate_every=period if isinstance(rotate_every, Keep) else rotate_every,
+                rotate_every=state.rotate_every if isinstance(rotate_every, Keep) else rotate_every,
             )
             history = []
             if row is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,7 +129,7 @@ def test_a_schedule_change_alone_is_a_conditional_write_with_no_new_version(
 
 def test_rotate_every_setting_is_a_default_for_new_secrets_only(
     cli: CloudChain, dynamodb: Any, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
 ) -> None:  # fmt: skip
     cli.save("billing", "old", "v")
     monkeypatch.setenv("CLOUDCHAIN_ROTATE_EVERY", "90d")
@@ -136,6 +137,12 @@ def test_rotate_every_setting_is_a_default_for_new_secrets_only(
         assert main(["-e", "billing", "-u", user, "--save", "v"]) == 0
     assert "RotateEvery" not in raw(dynamodb, user="old")
     assert raw(dynamodb, user="new")["RotateEvery"] == {"N": str(90 * DAY)}
+    # --import creates secrets too: the new ones get the period, the existing ones keep theirs.
+    source = tmp_path / "in.json"
+    source.write_text('{"old": "w", "imported": "w"}')
+    assert main(["-e", "billing", "--import", str(source)]) == 0
+    assert "RotateEvery" not in raw(dynamodb, user="old")
+    assert raw(dynamodb, user="imported")["RotateEvery"] == {"N": str(90 * DAY)}
     monkeypatch.setenv("CLOUDCHAIN_ROTATE_EVERY", "0d")
     assert main(["--list"]) == 1
     assert "rotate_every" in capsys.readouterr().err

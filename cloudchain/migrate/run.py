@@ -239,6 +239,7 @@ class Migration:
             history_size=config.history_size,
             recovery_days=config.recovery_days,
             conflict_deadline=config.read_timeout,
+            new_rotate_every=config.rotate_every,
         )
 
     def verify(self, rows: list[Planned], workers: int) -> list[Mismatch]:
