@@ -13,8 +13,12 @@ import asyncio
 import logging
 import resource
 import time
+from typing import TYPE_CHECKING
 
 from ..errors import ValidationError
+
+if TYPE_CHECKING:
+    from .access import Client
 
 log = logging.getLogger("cloudchain.agent")
 BACKLOG = 256  # a burst of clients queues at connect instead of being refused
@@ -48,7 +52,7 @@ def connection_cap(asked: int | None) -> int:
 class Connection:
     """One client connection, and whether it is waiting for a request."""
 
-    __slots__ = ("challenge", "challenge_until", "idle_since", "reader", "writer")
+    __slots__ = ("challenge", "challenge_until", "client", "idle_since", "reader", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -57,6 +61,7 @@ class Connection:
         self.idle_since: float | None = time.monotonic()
         self.challenge: str | None = None  # issued on this connection, good for one request
         self.challenge_until = 0.0
+        self.client: Client | None = None  # with an access file: who the peer is (access.py)
 
     def busy(self) -> None:
         self.idle_since = None

@@ -6,7 +6,10 @@
   already be ours and 0700, and is never followed through a link or chmodded. Only a socket
   at the path is ever replaced, and only a stale one (nobody answers); a live one is another
   agent, and this one refuses to start.
-- Or TCP on a loopback address only, where every request but /healthz must carry the token.
+- Or TCP on a loopback address, where every request but /healthz must carry the token; or,
+  with TLS and an access file (access.py), on any address.
+- With an access file that names local uids or gids, the directory is 0711 and the socket
+  0666, so those users can connect: the access file, by peer credentials, then decides.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ class Address:
     path: Path | None = None
     host: str = ""
     port: int = 0
+    tls: bool = False
 
     def __str__(self) -> str:
         if self.path is not None:
             return f"unix:{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
 
 def runtime_dir(environ: dict[str, str] | os._Environ[str]) -> Path:
@@ -46,8 +50,11 @@ def runtime_dir(environ: dict[str, str] | os._Environ[str]) -> Path:
     return root / "cloudchain"
 
 
-def parse_listen(value: str | None, environ: dict[str, str] | os._Environ[str]) -> Address:
-    """Parse --listen: unix:PATH, or HOST:PORT on a loopback address (anything else refused)."""
+def parse_listen(
+    value: str | None, environ: dict[str, str] | os._Environ[str], wide: bool = False
+) -> Address:
+    """Parse --listen: unix:PATH, or HOST:PORT on a loopback address, or on any address when
+    wide (TLS and an access file); anything else refused."""
     if not value:
         return Address(path=runtime_dir(environ) / SOCKET_NAME)
     if value.startswith("unix:"):
@@ -61,11 +68,16 @@ def parse_listen(value: str | None, environ: dict[str, str] | os._Environ[str]) 
         number = int(port)
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
-        number, loopback = -1, False
-    if not colon or not loopback or not 0 <= number <= 65535:
+        number, loopback = -1, None
+    if not colon or loopback is None or not 0 <= number <= 65535:
         raise ValidationError(
-            f"--listen {value!r} is neither unix:PATH nor a loopback address and port such as "
-            "127.0.0.1:8080 (the agent serves this machine only)"
+            f"--listen {value!r} is neither unix:PATH nor an address and port such as "
+            "127.0.0.1:8080 (a loopback address, or any with TLS)"
+        )
+    if not loopback and not wide:
+        raise ValidationError(
+            f"--listen {value!r} is not a loopback address: beyond loopback the agent needs "
+            "--tls-cert, --tls-key and --access (nothing in clear text, nothing to everyone)"
         )
     return Address(host=host, port=number)
 
@@ -76,10 +88,10 @@ def _refuse(folder: Path, why: str) -> CloudChainConfigError:
                                  "0700 if missing)")  # fmt: skip
 
 
-def private_dir(folder: Path) -> None:
-    """Make folder exist as a directory of ours, mode 0700, or refuse: never follow a link
-    another user owns (on the way there too), never chmod or chown what we did not just
-    create (systemd's RuntimeDirectory, OpenSSH's StrictModes)."""
+def private_dir(folder: Path, mode: int = 0o700) -> None:
+    """Make folder exist as a directory of ours, mode 0700 (or mode), or refuse: never follow
+    a link another user owns (on the way there too), never chmod or chown what we did not
+    just create (systemd's RuntimeDirectory, OpenSSH's StrictModes)."""
     from .trust import Untrusted, check_ancestors, check_links
 
     ours = frozenset({os.getuid(), 0})
@@ -104,18 +116,20 @@ def private_dir(folder: Path) -> None:
     if folder in missing:  # ours, just made: the umask may have narrowed it; an fd, so a
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)  # link is refused
         try:
-            os.fchmod(fd, 0o700)
+            os.fchmod(fd, mode)
         finally:
             os.close(fd)
         info = os.lstat(folder)
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        raise _refuse(folder, f"mode {stat.S_IMODE(info.st_mode):04o}, not a private "
-                      "directory (0700), and the agent changes none it did not create")  # fmt: skip
+    if stat.S_IMODE(info.st_mode) != mode:
+        raise _refuse(folder, f"mode {stat.S_IMODE(info.st_mode):04o}, not {mode:04o} "
+                      "(0700 private; 0711 with an access file naming local users), and the "
+                      "agent changes none it did not create")  # fmt: skip
 
 
-def bind_unix(path: Path) -> socket.socket:
-    """Bind a listening unix socket at path, mode 0600, replacing only a stale socket."""
-    private_dir(path.parent)
+def bind_unix(path: Path, shared: bool = False) -> socket.socket:
+    """Bind a listening unix socket at path, mode 0600 (0666 in a 0711 directory when shared:
+    an access file then decides), replacing only a stale socket."""
+    private_dir(path.parent, 0o711 if shared else 0o700)
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -137,7 +151,8 @@ def bind_unix(path: Path) -> socket.socket:
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # the socket is created 0600: never readable by others, even briefly
+    # The socket is created 0600, never reachable by others even briefly; or, shared, 0666.
+    old = os.umask(0o111 if shared else 0o177)
     try:
         sock.bind(str(path))
     finally:

@@ -39,7 +39,9 @@ class RequestLog:
         self._lines = 0
         self._left_out = 0
 
-    def request(self, method: str, path: str, status: int, took_ms: float) -> None:
+    def request(
+        self, method: str, path: str, status: int, took_ms: float, client: str | None = None
+    ) -> None:
         if status == 200 and path in QUIET_PATHS:
             return
         second = int(time.monotonic())
@@ -52,7 +54,10 @@ class RequestLog:
             self._left_out += 1
             return
         self._lines += 1
-        log.info("%s %s %d %.1f ms", method, path, status, took_ms)
+        if client is None:
+            log.info("%s %s %d %.1f ms", method, path, status, took_ms)
+        else:  # the access file's name for the client, never its token
+            log.info("%s %s %d %.1f ms client=%s", method, path, status, took_ms, client)
 
 
 _quiet_until: dict[str, float] = {}

@@ -34,7 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     own = parser.add_argument_group("agent")
     own.add_argument("--listen", metavar="ADDRESS", help="unix:PATH (default "
-                     "$XDG_RUNTIME_DIR/cloudchain/agent.sock) or 127.0.0.1:PORT")  # fmt: skip
+                     "$XDG_RUNTIME_DIR/cloudchain/agent.sock) or 127.0.0.1:PORT; any ADDR:PORT "
+                     "with --tls-cert, --tls-key and --access")  # fmt: skip
+    own.add_argument("--access", metavar="FILE", help="an access file (INI) naming clients "
+                     "(token hash, uid, gid or certificate subject) and what each may read")  # fmt: skip
+    own.add_argument("--new-token", metavar="NAME", help="print a new client token and the "
+                     "access-file lines that admit it, then exit")  # fmt: skip
+    own.add_argument("--tls-cert", metavar="FILE", help="serve TLS (1.2+) with this "
+                     "certificate chain (PEM)")  # fmt: skip
+    own.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
+    own.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates "
+                     "signed by this CA (PEM)")  # fmt: skip
     own.add_argument("--token-file", metavar="FILE", help="TCP: the token, else "
                      "CLOUDCHAIN_AGENT_TOKEN, else a new one in a 0600 file")  # fmt: skip
     own.add_argument("--allow-loose-token-file", action="store_true", help="use a --token-file "
@@ -65,11 +75,20 @@ def _check(args: argparse.Namespace) -> None:
             raise ValidationError(f"{name} must be 0 or more seconds")
     if args.max_entries < 1:
         raise ValidationError("--max-entries must be at least 1")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValidationError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise ValidationError("--tls-client-ca needs --tls-cert and --tls-key")
+    if args.access is not None and args.token_file is not None:
+        raise ValidationError("--access and --token-file do not go together: with --access, "
+                              "each client's token is in the access file (as a hash)")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the agent until SIGTERM or SIGINT; return the exit code."""
     args = build_parser().parse_args(argv)
+    if args.new_token is not None:
+        return _new_token(args.new_token)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(Escaped(f"{PROG}: %(message)s"))
     logging.basicConfig(handlers=[handler], level=logging.WARNING)
@@ -94,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..chain import CloudChain
+    from .access import load_access
     from .cached import CachedSecrets
     from .connections import connection_cap
     from .routes import Agent
@@ -101,22 +121,41 @@ def _run(args: argparse.Namespace) -> int:
 
     _check(args)
     cap = connection_cap(args.max_connections)
-    address = parse_listen(args.listen, os.environ)
+    access = load_access(Path(args.access)) if args.access is not None else None
+    wide = args.tls_cert is not None and access is not None
+    address = parse_listen(args.listen, os.environ, wide)
+    if address.path is not None and args.tls_cert is not None:
+        raise ValidationError("--tls-cert is for a TCP --listen, not a unix socket")
+    tls = names = None
+    if args.tls_cert is not None:
+        from .tls import certificate_names, server_context
+
+        tls = server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+        names = certificate_names(args.tls_cert)
     overrides = {field: getattr(args, flag) for flag, field in CONFIG_FLAGS.items()}
     chain = CloudChain.from_config(args.config, **{**overrides, "cache_ttl": 0})
     cached = CachedSecrets(chain, ttl=args.ttl, stale_if_error=args.stale_if_error,
                            max_entries=args.max_entries, prefetch=args.prefetch)  # fmt: skip
-    sock = bind_unix(address.path) if address.path else bind_tcp(address)
+    shared = access is not None and access.local
+    sock = bind_unix(address.path, shared) if address.path else bind_tcp(address)
     bound = os.lstat(address.path) if address.path else None
     token = token_file = made = None
     try:
         if address.path is None:
-            address = Address(host=address.host, port=int(sock.getsockname()[1]))
+            port = int(sock.getsockname()[1])
+            address = Address(host=address.host, port=port, tls=tls is not None)
+        if address.path is None and access is None:
             token, token_file, new = load_token(args.token_file, os.environ, address.port,
                                                 args.allow_loose_token_file)  # fmt: skip
             made = os.lstat(token_file) if new and token_file else None
         cached.start()  # prefetch before answering: a prefetched read never waits
-        server = AgentServer(Agent(cached, token), chain.config.max_workers, address, cap)
+        hosts: frozenset[str] = frozenset()
+        if names is not None:
+            from .tls import host_names
+
+            hosts = host_names(names, address.host, address.port)
+        server = AgentServer(Agent(cached, token), chain.config.max_workers, address, cap,
+                             access, tls, hosts)  # fmt: skip
 
         def ready() -> None:
             print(f"export CLOUDCHAIN_AGENT={address}", flush=True)
@@ -134,6 +173,20 @@ def _run(args: argparse.Namespace) -> int:
         if token_file is not None and made is not None:
             _remove_own(token_file, made)
     log.warning("stopped")
+    return 0
+
+
+def _new_token(name: str) -> int:
+    """--new-token: the token on the first line (once: it is kept nowhere), then the lines."""
+    from .access import new_token
+
+    if not name.strip() or "]" in name or any(not c.isprintable() for c in name):
+        print(f"{PROG}: error: --new-token needs a printable client name", file=sys.stderr)
+        return 2
+    token, lines = new_token(name.strip())
+    print(token)
+    print("# add to the access file (then fill in services):")
+    print(lines, end="", flush=True)
     return 0
 
 

@@ -81,6 +81,7 @@ class Agent:
         self.cached = cached
         self.token = token
         self.statuses: Counter[int] = Counter()
+        self.clients: Counter[tuple[str, int]] = Counter()  # (access-file name, status)
         self.lock = threading.Lock()
         self.registry = _registry(self)
 
@@ -167,10 +168,12 @@ class Agent:
             "/metrics": Route("GET", self.metrics),
         }
 
-    def count(self, status: int) -> None:
-        """Count one answer, for /metrics."""
+    def count(self, status: int, client: str | None = None) -> None:
+        """Count one answer, for /metrics: by status, and by client name if it has one."""
         with self.lock:
             self.statuses[status] += 1
+            if client is not None:
+                self.clients[client, status] += 1
 
 
 def _long_polled(params: Params) -> Answer:
@@ -229,10 +232,18 @@ def _registry(agent: Agent) -> Any:
             requests = CounterMetricFamily(
                 "cloudchain_agent_requests", "requests answered, by status", labels=["status"]
             )
+            by_client = CounterMetricFamily(
+                "cloudchain_agent_client_requests",
+                "requests answered, by the access file's client name and status",
+                labels=["client", "status"],
+            )
             with agent.lock:
                 for status, count in sorted(agent.statuses.items()):
                     requests.add_metric([str(status)], count)
+                for (name, status), count in sorted(agent.clients.items()):
+                    by_client.add_metric([name, str(status)], count)
             yield requests
+            yield by_client
 
     registry = CollectorRegistry()
     registry.register(Collector())  # type: ignore[arg-type]

@@ -9,6 +9,10 @@
     GET  /healthz                                   {"status": "ok"}; no token, no secret
     GET  /metrics                                   Prometheus text format
 
+With an access file (access.py), each request is some client's (its token, its peer's uid or
+gid, or its certificate) and answered only within that client's scope; over TLS (tls.py) the
+Host must be one the agent's certificate names.
+
 One asyncio event loop serves every connection (kept alive, HTTP/1.1): a secret the cache
 holds is answered on the loop itself, and anything that may wait for AWS runs on a pool of
 threads, so a miss, a slow AWS or a slow client holds up nobody else. routes.py says what each
@@ -25,6 +29,7 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import CloudChainError
@@ -45,6 +50,11 @@ from .protocol import (
 from .routes import Agent, Answer, Problem, Route, json_answer, problem_for
 from .watching import WATCH_PATH, Watchers
 
+if TYPE_CHECKING:
+    import ssl
+
+    from .access import Access, Client
+
 TOKEN_HEADER = "x-cloudchain-token"
 MAX_QUERY_FIELDS = 64
 OPEN = frozenset({"/healthz"})  # answered without the token (and /v1/challenge)
@@ -63,14 +73,33 @@ class Proven:
 class AgentServer:
     """The HTTP side of one agent."""
 
-    def __init__(self, agent: Agent, workers: int, address: Address, max_connections: int):
+    def __init__(
+        self, agent: Agent, workers: int, address: Address, max_connections: int,
+        access: Access | None = None, tls: ssl.SSLContext | None = None,
+        names: frozenset[str] = frozenset(),
+    ) -> None:  # fmt: skip
         self.agent = agent
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent")
         path = str(address.path) if address.path is not None else None
-        self.hosts = host_names(path, address.host, address.port)
+        self.hosts = names or host_names(path, address.host, address.port)
         self.connections = Connections(max_connections)
         self.requests = RequestLog()
         self.watchers = Watchers(agent.cached, self.pool)
+        self.access, self.tls = access, tls
+
+    def _identify(self, request: Request, path: str, conn: Connection) -> Client | None:
+        """With an access file: the client a request is (its token, else its connection's peer),
+        or a refusal; None for a path anyone may ask."""
+        if proof.AUTH_HEADER.lower() in request.headers:
+            raise Problem(403, "forbidden", "with --access, a client sends X-Cloudchain-Token "
+                          "(over TLS), not a challenge answer")  # fmt: skip
+        if path in OPEN:
+            return None
+        given = request.headers.get(TOKEN_HEADER)
+        client = conn.client if given is None else self.access.by_token(given)  # type: ignore[union-attr]
+        if client is None:
+            raise Problem(403, "forbidden", "no access entry for this client")
+        return client
 
     def _authenticate(self, request: Request, path: str, conn: Connection) -> Proven | None:
         """Check the token or its proof; return what the answer must prove, if anything."""
@@ -101,8 +130,9 @@ class AgentServer:
 
     async def _answer(
         self, request: Request, conn: Connection
-    ) -> tuple[int, Answer, Proven | None]:
-        """The status and answer to a request, and what its proof covers (if anything)."""
+    ) -> tuple[int, Answer, Proven | None, str | None]:
+        """The status and answer to a request, what its proof covers (if anything), and the
+        access file's name of its client (if any)."""
         headers = request.headers
         if "x-forwarded-for" in headers or "forwarded" in headers:
             raise Problem(403, "forbidden", "forwarded requests are refused")
@@ -112,27 +142,40 @@ class AgentServer:
         if url.path == proof.CHALLENGE_PATH and request.method == "GET":
             conn.challenge = proof.nonce()
             conn.challenge_until = time.monotonic() + proof.CHALLENGE_SECONDS
-            return 200, json_answer({"challenge": conn.challenge}), None
+            return 200, json_answer({"challenge": conn.challenge}), None, None
         route = self.agent.routes().get(url.path)
         if route is None:
             raise Problem(404, "no_such_path", f"no such path: {url.path}")
         if request.method != route.method:
             raise Problem(405, "method_not_allowed", f"{url.path} takes {route.method}")
-        proven = self._authenticate(request, url.path, conn)
+        if self.access is not None:
+            client, proven = self._identify(request, url.path, conn), None
+        else:
+            client, proven = None, self._authenticate(request, url.path, conn)
+        name = client.name if client is not None else None  # for the log and /metrics
         try:
-            return 200, await self._route(route, url.path, url.query, conn), proven
+            return 200, await self._route(route, url.path, url.query, conn, client), proven, name
         except Problem as problem:  # answered, and proven like any answer
-            return problem.status, problem_answer(problem), proven
+            return problem.status, problem_answer(problem), proven, name
 
-    async def _route(self, route: Route, path: str, query: str, conn: Connection) -> Answer:
+    async def _route(
+        self, route: Route, path: str, query: str, conn: Connection, client: Client | None
+    ) -> Answer:
         try:
             params = parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
         except ValueError:
             raise Problem(400, "bad_request", "the query has too many fields") from None
+        if self.access is not None and path not in OPEN:
+            from .access import guard, tagged
+
+            params = guard(client, path, params)  # before anything is looked up
+            if client is not None and client.tags and path == "/v1/secret":
+                route = route._replace(handle=tagged(client, self.agent.cached.service,
+                                                     route.handle))  # fmt: skip
         try:
             if path == WATCH_PATH:  # waits on the loop, never on a thread
                 return await self.watchers.answer(params, conn)
-            if path == "/v1/secret":
+            if path == "/v1/secret" and route.handle == self.agent.secret:
                 cached = self.agent.cached_secret(params)  # on the loop: it never waits
                 if cached is not None:
                     return cached
@@ -158,6 +201,13 @@ class AgentServer:
             writer.transport.abort()
             return
         conn.reader = reader
+        if self.access is not None:
+            from .access import peer_client
+            from .tls import peer_subject
+
+            tls = writer.get_extra_info("ssl_object")
+            subject = peer_subject(tls.getpeercert(binary_form=True)) if tls else None
+            conn.client = peer_client(self.access, writer.get_extra_info("socket"), subject)
         try:
             keep = True
             while keep:
@@ -172,15 +222,16 @@ class AgentServer:
                         request.version != "HTTP/1.0"
                     )
                     try:
-                        status, answer, proven = await self._answer(request, conn)
+                        status, answer, proven, name = await self._answer(request, conn)
                     except Problem as refused:  # before any route: no proof, and close
                         status, answer, proven = refused.status, problem_answer(refused), None
+                        name = None
                     # Only a plain not-found keeps the connection: whatever else was not
                     # answered 200 ends it, so nothing after a refusal is read.
                     keep = keep and (status == 200 or answer.code == "not_found")
                     took = (time.monotonic() - started) * 1000
                     path = urlsplit(request.target).path
-                    self.requests.request(request.method, path, status, took)
+                    self.requests.request(request.method, path, status, took, name)
                 except Problem as problem:  # the request itself was unreadable: answer, close
                     answer, status, keep, proven = (
                         problem_answer(problem),
@@ -188,8 +239,9 @@ class AgentServer:
                         False,
                         None,
                     )
+                    name = None
                 self._prove(status, answer, proven)
-                self.agent.count(status)
+                self.agent.count(status, name)
                 writer.write(response(status, answer, keep))
                 conn.idle()  # a client that does not read its answers is idle, and evictable
                 await asyncio.wait_for(writer.drain(), CLIENT_TIMEOUT)
@@ -217,8 +269,9 @@ async def serve(
         )
     else:
         listening = await asyncio.start_server(
-            server.connection, sock=sock, limit=limit, backlog=BACKLOG
-        )
+            server.connection, sock=sock, limit=limit, backlog=BACKLOG, ssl=server.tls,
+            ssl_handshake_timeout=CLIENT_TIMEOUT if server.tls else None,
+        )  # fmt: skip
     ready()
     async with listening:
         await stop.wait()

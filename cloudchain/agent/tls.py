@@ -1,0 +1,82 @@
+"""The agent's TLS listener: its context (TLS 1.2 or newer, the standard ssl module), the names
+it answers to (its certificate's), and a client certificate's subject.
+
+- The Host a request names must be one the certificate was issued for (a DNS name or an IP
+  address in its subjectAltName, with or without the port), or the address the agent listens
+  on, so a browser led there by DNS rebinding, which names the attacker's host, is refused.
+- With --tls-client-ca, a client without a certificate that CA signed is refused in the
+  handshake; its subject (RFC 4514, as `openssl x509 -noout -subject -nameopt RFC2253` prints
+  it) is what the access file may name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from pathlib import Path
+
+from ..errors import CloudChainConfigError
+
+
+def server_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext:
+    """A server context with the agent's certificate, requiring client certificates from
+    client_ca when given."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as err:
+        raise CloudChainConfigError(
+            f"cannot load --tls-cert {cert} with --tls-key {key}: "
+            f"{getattr(err, 'strerror', None) or getattr(err, 'reason', None) or err}"
+        ) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (OSError, ssl.SSLError) as err:
+            raise CloudChainConfigError(f"cannot load --tls-client-ca {client_ca}: "
+                                        f"{getattr(err, 'strerror', None) or err}") from None  # fmt: skip
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def certificate_names(cert: str) -> list[str]:
+    """The DNS names and IP addresses the certificate (the first in the file) is issued for."""
+    from cryptography import x509
+
+    try:
+        loaded = x509.load_pem_x509_certificate(Path(cert).read_bytes())
+    except (OSError, ValueError) as err:
+        raise CloudChainConfigError(f"cannot read --tls-cert {cert}: {err}") from None
+    try:
+        names = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    found: list[str] = [name.lower() for name in names.get_values_for_type(x509.DNSName)]
+    found += [str(address) for address in names.get_values_for_type(x509.IPAddress)]
+    return found
+
+
+def host_names(names: list[str], listen_host: str, port: int) -> frozenset[str]:
+    """The Host header values a TLS (or wide TCP) agent answers: each name, alone or with
+    the port; the listening address too unless it is a wildcard (0.0.0.0, ::)."""
+    hosts = list(names)
+    try:
+        if not ipaddress.ip_address(listen_host).is_unspecified:
+            hosts.append(listen_host)
+    except ValueError:
+        pass
+    out: set[str] = set()
+    for host in hosts:
+        shown = f"[{host}]" if ":" in host else host
+        out |= {shown, f"{shown}:{port}"}
+    return frozenset(out)
+
+
+def peer_subject(der: bytes | None) -> str | None:
+    """A client certificate's subject (RFC 4514), or None without one."""
+    if not der:
+        return None
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
