@@ -4,7 +4,11 @@ speaks HTTP/1.1 over a plain socket: http.client would cost more to import (its 
 parser, ssl) than the whole request takes, and the one server it talks to is the agent.
 
 CLOUDCHAIN_AGENT names the agent: `unix:PATH`, or `http://127.0.0.1:PORT` with a token from
-CLOUDCHAIN_AGENT_TOKEN or the file named by CLOUDCHAIN_AGENT_TOKEN_FILE. An agent that cannot be
+CLOUDCHAIN_AGENT_TOKEN or the file named by CLOUDCHAIN_AGENT_TOKEN_FILE, or a cluster agent at
+`https://HOST:PORT`, whose certificate is checked against CLOUDCHAIN_AGENT_CA (else the system's
+CAs) and which is sent the token as a header (TLS, not a challenge, proves the agent there);
+CLOUDCHAIN_AGENT_CERT and CLOUDCHAIN_AGENT_KEY give a client certificate. Only https imports
+ssl, so the unix socket and loopback paths stay as quick as they were. An agent that cannot be
 reached raises AgentUnavailable, and the caller goes to AWS directly; an agent that answers
 raises the same CloudChainError, with the same message, as a direct read would.
 """
@@ -26,6 +30,9 @@ from .wire import Answer, digits, receive, request_bytes
 AGENT_ENV = "CLOUDCHAIN_AGENT"
 TOKEN_ENV = "CLOUDCHAIN_AGENT_TOKEN"
 TOKEN_FILE_ENV = "CLOUDCHAIN_AGENT_TOKEN_FILE"
+CA_ENV = "CLOUDCHAIN_AGENT_CA"
+CERT_ENV = "CLOUDCHAIN_AGENT_CERT"
+KEY_ENV = "CLOUDCHAIN_AGENT_KEY"
 TOKEN_HEADER = "X-Cloudchain-Token"
 VERSION_HEADER = "X-Cloudchain-Version"
 # A healthy agent answers from memory in about a millisecond; one that takes longer than this
@@ -94,9 +101,9 @@ class AgentClient:
             token = _read_token_file(token_file)
         return cls(address, token, environ=environ)
 
-    def _connect(self, deadline: float) -> tuple[socket.socket, str | None, str]:
-        """A connected socket, the token to prove ourselves with (TCP), and the Host to name;
-        or refuse."""
+    def _connect(self, deadline: float) -> tuple[socket.socket, str | None, str, bool]:
+        """A connected socket, the token to prove ourselves with (TCP), the Host to name, and
+        whether the token is sent as it is (TLS); or refuse."""
         if self.address.startswith("unix:"):
             from .trust import Untrusted, check_peer, check_socket_path, trusted_uids
 
@@ -117,11 +124,17 @@ class AgentClient:
             except OSError:
                 sock.close()
                 raise
-            return sock, None, "localhost"
+            return sock, None, "localhost", False
         url = urlparse(self.address if "://" in self.address else f"http://{self.address}")
-        if url.scheme != "http" or not url.hostname:
-            raise AgentUnavailable(
-                f"{AGENT_ENV}={self.address!r} is not unix:PATH or http://HOST:PORT"
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise AgentUnavailable(f"{AGENT_ENV}={self.address!r} is not unix:PATH, "
+                                   "http://HOST:PORT or https://HOST:PORT")  # fmt: skip
+        if url.scheme == "https":
+            return (
+                self._connect_tls(url.hostname, url.port or 443, deadline),
+                self._token,
+                (url.netloc),
+                True,
             )
         if not _loopback(url.hostname):  # a name may resolve to someone else's listener
             raise AgentUnavailable(f"{AGENT_ENV} must name a loopback address such as "
@@ -130,7 +143,22 @@ class AgentClient:
             raise AgentUnavailable(f"no token for the agent at {self.address}", TOKEN_FIX)
         left = max(deadline - time.monotonic(), 0.001)
         connected = socket.create_connection((url.hostname, url.port or 80), left)
-        return connected, self._token, url.netloc
+        return connected, self._token, url.netloc, False
+
+    def _connect_tls(self, host: str, port: int, deadline: float) -> socket.socket:
+        """A TLS connection to a cluster agent whose certificate names host (TLS 1.2+)."""
+        import ssl
+
+        context = ssl.create_default_context(cafile=self._environ.get(CA_ENV) or None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self._environ.get(CERT_ENV):
+            context.load_cert_chain(self._environ[CERT_ENV], self._environ.get(KEY_ENV) or None)
+        raw = socket.create_connection((host, port), max(deadline - time.monotonic(), 0.001))
+        try:
+            return context.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
 
     def request(
         self, method: str, path: str, query: list[tuple[str, str]], wait: float = 0.0
@@ -141,9 +169,10 @@ class AgentClient:
         target = path + ("?" + urlencode(query) if query else "")
         deadline = time.monotonic() + self._timeout + wait
         try:
-            sock, token, host = self._connect(deadline)
+            sock, token, host, bearer = self._connect(deadline)
             with sock:
-                answer = self._exchange(sock, f"{method} {target}", host, token, deadline)
+                answer = self._exchange(sock, f"{method} {target}", host, token, deadline,
+                                        bearer)  # fmt: skip
         except (OSError, ValueError) as err:
             why = err if str(err) else type(err).__name__
             fix = TOKEN_FIX if isinstance(err, _Unproven) else None
@@ -165,13 +194,17 @@ class AgentClient:
 
     @staticmethod
     def _exchange(
-        sock: socket.socket, request: str, host: str, token: str | None, deadline: float
-    ) -> Answer:
+        sock: socket.socket, request: str, host: str, token: str | None, deadline: float,
+        bearer: bool = False,
+    ) -> Answer:  # fmt: skip
         """One request ("METHOD TARGET") on a connected socket: with a challenge first when
-        there is a token, and the answer's proof checked, so an impostor's is never believed."""
+        there is a token, and the answer's proof checked, so an impostor's is never believed;
+        over TLS (bearer), the token as a header to the agent its certificate proved."""
         method, target = request.split(" ", 1)
         head = [f"{request} HTTP/1.1", f"Host: {host}", "Content-Length: 0"]
-        if token is None:
+        if bearer and token is not None:
+            head.append(f"{TOKEN_HEADER}: {token}")
+        if token is None or bearer:
             sock.sendall(request_bytes([*head, "Connection: close"]))
             return receive(sock, deadline)
         from . import proof
