@@ -38,6 +38,8 @@ TEST = [
     "pytest-xdist>=3",
     "hypothesis>=6",
     "python-dotenv>=1.2.3",  # the oldest that reads every dotenv cchain writes
+    # The jsonPath of docs/kubernetes.md's External Secrets manifests, evaluated for real.
+    "jsonpath-ng>=1.6",
     # The real AWS CLI, for the README's recovery recipe: a reader none of our code touches.
     "awscli>=1.29",
     # The real credstash, writing the tables --import-from credstash reads (it asks only
