@@ -35,6 +35,7 @@ bench: $(BENCH_VENV)/.installed
 	PATH=$(BENCH_VENV)/bin:$$PATH $(BENCH_VENV)/bin/python bench/due.py
 	$(BENCH_VENV)/bin/python bench/rotation.py
 	$(BENCH_VENV)/bin/python bench/migrate.py
+	$(BENCH_VENV)/bin/python bench/tls.py
 
 $(BENCH_VENV)/.installed: $(SOURCES)
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
