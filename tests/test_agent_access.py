@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -16,8 +17,9 @@ from cloudchain import CloudChain
 from cloudchain.agent import main as agent_main
 from cloudchain.agent.access import Access, guard, load_access, token_hash
 from cloudchain.agent.cached import CachedSecrets
-from cloudchain.agent.listen import Address
-from cloudchain.agent.protocol import problem_answer
+from cloudchain.agent.connections import Connection
+from cloudchain.agent.listen import Address, bind_unix
+from cloudchain.agent.protocol import Request, problem_answer
 from cloudchain.agent.routes import Agent, Problem
 from cloudchain.agent.server import AgentServer
 from cloudchain.agent.tls import host_names
@@ -169,6 +171,7 @@ def test_tls_host_names_are_the_certificate_names_and_a_specific_address() -> No
         (["--tls-cert", "c"], "--tls-cert and --tls-key go together"),
         (["--tls-client-ca", "ca"], "--tls-client-ca needs --tls-cert"),
         (["--access", "a", "--token-file", "t"], "do not go together"),
+        (["--listen", "unix:/tmp/x.sock", "--tls-cert", "c", "--tls-key", "k"], "not a unix"),
     ],
 )
 def test_flags_that_would_serve_too_widely_are_refused(
@@ -190,3 +193,37 @@ def test_new_token_prints_a_token_once_and_the_lines_that_admit_it(
     client = access.by_token(token)
     assert client is not None and client.name == "web" and client.allows("web")
     assert agent_main.main(["--new-token", "a]b"]) == 2
+
+
+def test_with_an_access_file_a_token_header_names_the_client_and_a_challenge_is_refused(
+    chain: CloudChain, tmp_path: Path
+) -> None:
+    access = load_access(_file(tmp_path, f"[client ci]\ntoken_sha256 = {token_hash('k' * 32)}"
+                               "\nservices = web\n"))  # fmt: skip
+    server = _server(chain, access)
+    conn = Connection(None)  # type: ignore[arg-type]
+
+    def request(**headers: str) -> Request:
+        return Request("GET", "/v1/secret", "HTTP/1.1", {k.replace("_", "-"): v
+                                                         for k, v in headers.items()})  # fmt: skip
+
+    client = server._identify(request(x_cloudchain_token="k" * 32), "/v1/secret", conn)
+    assert client is not None and client.name == "ci"
+    for headers in ({"x_cloudchain_token": "j" * 32}, {}, {"x_cloudchain_auth": "c n m"}):
+        with pytest.raises(Problem) as refused:
+            server._identify(request(**headers), "/v1/secret", conn)
+        assert refused.value.status == 403
+    assert server._identify(request(), "/healthz", conn) is None
+    server.pool.shutdown()
+
+
+def test_a_shared_socket_directory_is_made_0711_or_must_already_be(tmp_path: Path) -> None:
+    made = tmp_path / "made" / "agent.sock"
+    bind_unix(made, shared=True).close()
+    assert stat.S_IMODE(made.parent.stat().st_mode) == 0o711
+    assert stat.S_IMODE(made.stat().st_mode) == 0o666
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with pytest.raises(CloudChainConfigError, match="mode 0700, not 0711"):
+        bind_unix(private / "agent.sock", shared=True)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # never repaired
