@@ -95,8 +95,9 @@ class AgentServer:
                           "(over TLS), not a challenge answer")  # fmt: skip
         if path in OPEN:
             return None
+        assert self.access is not None
         given = request.headers.get(TOKEN_HEADER)
-        client = conn.client if given is None else self.access.by_token(given)  # type: ignore[union-attr]
+        client = conn.client if given is None else self.access.by_token(given)
         if client is None:
             raise Problem(403, "forbidden", "no access entry for this client")
         return client
