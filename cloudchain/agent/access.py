@@ -42,8 +42,9 @@ IDENTITIES = ("token_sha256", "uid", "gid", "subject")
 KEYS = frozenset({*IDENTITIES, "services", "tags"})
 MAX_ACCESS_FILE = 1024 * 1024
 # Paths whose `service` parameters are scoped; /metrics answers any known client, and a path
-# not named here (a newer route) answers none until it is scoped.
-SCOPED = frozenset({"/v1/secret", "/v1/service", "/v1/refresh", "/v1/watch"})
+# not named here (a newer route, whose query may name services otherwise) answers no client
+# until it is scoped here.
+SCOPED = frozenset({"/v1/secret", "/v1/service", "/v1/refresh"})
 UNSCOPED = frozenset({"/metrics"})
 
 
@@ -225,7 +226,7 @@ def guard(client: Client | None, path: str, params: Params) -> Params:
             raise forbidden()
         tags = params.get("tag", []) + [f"{k}={v}" for k, v in client.tags.items()]
         return {**params, "tag": tags}
-    if path != "/v1/secret":  # refresh, watch: their answers would count untagged secrets
+    if path != "/v1/secret":  # a refresh's count would tell of untagged secrets
         raise forbidden()
     return params
 
