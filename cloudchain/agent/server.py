@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 
     from .access import Access, Client
 
+# Python 3.11+: the TLS handshake runs on an admitted connection, so handshakes that never end
+# count toward --max-connections (the idlest closed first) instead of holding file descriptors
+# beyond it; on 3.10 asyncio does the handshake before the connection reaches us.
+HANDSHAKE_ADMITTED = hasattr(asyncio.StreamWriter, "start_tls")
 TOKEN_HEADER = "x-cloudchain-token"
 MAX_QUERY_FIELDS = 64
 OPEN = frozenset({"/healthz"})  # answered without the token (and /v1/challenge)
@@ -202,14 +206,16 @@ class AgentServer:
             writer.transport.abort()
             return
         conn.reader = reader
-        if self.access is not None:
-            from .access import peer_client
-            from .tls import peer_subject
-
-            tls = writer.get_extra_info("ssl_object")
-            subject = peer_subject(tls.getpeercert(binary_form=True)) if tls else None
-            conn.client = peer_client(self.access, writer.get_extra_info("socket"), subject)
         try:
+            if self.tls is not None and HANDSHAKE_ADMITTED:
+                await writer.start_tls(self.tls, ssl_handshake_timeout=CLIENT_TIMEOUT)  # type: ignore[attr-defined]
+            if self.access is not None:
+                from .access import peer_client
+                from .tls import peer_subject
+
+                tls = writer.get_extra_info("ssl_object")
+                subject = peer_subject(tls.getpeercert(binary_form=True)) if tls else None
+                conn.client = peer_client(self.access, writer.get_extra_info("socket"), subject)
             keep = True
             while keep:
                 conn.idle()
@@ -269,9 +275,10 @@ async def serve(
             server.connection, sock=sock, limit=limit, backlog=BACKLOG
         )
     else:
+        early = server.tls if not HANDSHAKE_ADMITTED else None  # else in connection()
         listening = await asyncio.start_server(
-            server.connection, sock=sock, limit=limit, backlog=BACKLOG, ssl=server.tls,
-            ssl_handshake_timeout=CLIENT_TIMEOUT if server.tls else None,
+            server.connection, sock=sock, limit=limit, backlog=BACKLOG, ssl=early,
+            ssl_handshake_timeout=CLIENT_TIMEOUT if early else None,
         )  # fmt: skip
     ready()
     async with listening:
