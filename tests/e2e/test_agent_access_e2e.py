@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from ssl import TLSVersion
 
 import pytest
 from certs import Authority
@@ -23,6 +24,7 @@ from cloudchain import CloudChain
 from cloudchain.agent.access import token_hash
 from cloudchain.agent.client import AgentClient, AgentUnavailable
 from cloudchain.agent.server import HANDSHAKE_ADMITTED
+from cloudchain.agent.tls import server_context
 
 pytestmark = pytest.mark.e2e
 NOBODY = 65534  # a uid and gid the access file does not name
@@ -167,6 +169,11 @@ def test_tokens_and_certificates_over_tls(seeded: Emulator, tmp_path: Path) -> N
         rebound = _curl(*pin, "-H", f"X-Cloudchain-Token: {token}", "-H", "Host: evil.example",
                         f"{base}/v1/secret?service=billing&user=alice")  # fmt: skip
         assert rebound[0] == 421
+        # TLS 1.2 at least, whatever the system's OpenSSL defaults: a client that offers at
+        # most 1.1 gets no handshake.
+        assert server_context(str(cert), str(key), None).minimum_version == TLSVersion.TLSv1_2
+        assert get("/healthz", "--tlsv1.0", "--tls-max", "1.1")[0] == 0
+        assert get("/healthz", "--tlsv1.2", "--tls-max", "1.2")[0] == 200
         # A client that verifies the certificate against another CA refuses the agent.
         assert _curl("--cacert", str(wrong.path), "--resolve", f"agent.test:{port}:127.0.0.1",
                      f"{base}/healthz")[0] == 0  # fmt: skip
