@@ -22,7 +22,7 @@ from cloudchain.agent.listen import Address, bind_unix
 from cloudchain.agent.protocol import Request, problem_answer
 from cloudchain.agent.routes import Agent, Problem
 from cloudchain.agent.server import AgentServer
-from cloudchain.agent.tls import host_names
+from cloudchain.agent.tls import certificate_names, host_names
 from cloudchain.errors import CloudChainConfigError
 
 FORBIDDEN = b'{"error": "not in this client\'s scope", "code": "forbidden"}'
@@ -228,3 +228,25 @@ def test_a_shared_socket_directory_is_made_0711_or_must_already_be(tmp_path: Pat
     with pytest.raises(CloudChainConfigError, match="mode 0700, not 0711"):
         bind_unix(private / "agent.sock", shared=True)
     assert stat.S_IMODE(private.stat().st_mode) == 0o700  # never repaired
+
+
+def test_a_certificate_that_names_no_host_is_refused(tmp_path: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    path = tmp_path / "cn-only.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(CloudChainConfigError, match="names no DNS name or IP address"):
+        certificate_names(str(path))

@@ -41,19 +41,26 @@ def server_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext
 
 
 def certificate_names(cert: str) -> list[str]:
-    """The DNS names and IP addresses the certificate (the first in the file) is issued for."""
+    """The DNS names and IP addresses the certificate (the first in the file) is issued for;
+    a certificate for none is refused."""
     from cryptography import x509
 
     try:
         loaded = x509.load_pem_x509_certificate(Path(cert).read_bytes())
     except (OSError, ValueError) as err:
         raise CloudChainConfigError(f"cannot read --tls-cert {cert}: {err}") from None
+    found: list[str] = []
     try:
         names = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        found += [name.lower() for name in names.get_values_for_type(x509.DNSName)]
+        found += [str(address) for address in names.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
-        return []
-    found: list[str] = [name.lower() for name in names.get_values_for_type(x509.DNSName)]
-    found += [str(address) for address in names.get_values_for_type(x509.IPAddress)]
+        pass
+    if not found:  # clients verify these names, and the agent checks Host against them
+        raise CloudChainConfigError(
+            f"--tls-cert {cert} names no DNS name or IP address (subjectAltName)",
+            hint="issue it for the names clients use, such as cchain-agent.secrets.svc",
+        )
     return found
 
 
