@@ -129,11 +129,19 @@ class AgentClient:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise AgentUnavailable(f"{AGENT_ENV}={self.address!r} is not unix:PATH, "
                                    "http://HOST:PORT or https://HOST:PORT")  # fmt: skip
-        if url.scheme == "https":
+        if url.scheme == "https":  # the certificate proves the agent: the token goes as it is
+            from .tls import connect
+
+            left = max(deadline - time.monotonic(), 0.001)
+            files = (
+                self._environ.get(CA_ENV),
+                self._environ.get(CERT_ENV),
+                self._environ.get(KEY_ENV),
+            )
             return (
-                self._connect_tls(url.hostname, url.port or 443, deadline),
+                connect(url.hostname, url.port or 443, left, *files),
                 self._token,
-                (url.netloc),
+                url.netloc,
                 True,
             )
         if not _loopback(url.hostname):  # a name may resolve to someone else's listener
@@ -144,21 +152,6 @@ class AgentClient:
         left = max(deadline - time.monotonic(), 0.001)
         connected = socket.create_connection((url.hostname, url.port or 80), left)
         return connected, self._token, url.netloc, False
-
-    def _connect_tls(self, host: str, port: int, deadline: float) -> socket.socket:
-        """A TLS connection to a cluster agent whose certificate names host (TLS 1.2+)."""
-        import ssl
-
-        context = ssl.create_default_context(cafile=self._environ.get(CA_ENV) or None)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self._environ.get(CERT_ENV):
-            context.load_cert_chain(self._environ[CERT_ENV], self._environ.get(KEY_ENV) or None)
-        raw = socket.create_connection((host, port), max(deadline - time.monotonic(), 0.001))
-        try:
-            return context.wrap_socket(raw, server_hostname=host)
-        except BaseException:
-            raw.close()
-            raise
 
     def request(
         self, method: str, path: str, query: list[tuple[str, str]], wait: float = 0.0

@@ -1,5 +1,7 @@
-"""The agent's TLS listener: its context (TLS 1.2 or newer, the standard ssl module), the names
-it answers to (its certificate's), and a client certificate's subject.
+"""The agent's TLS: its listener's context (TLS 1.2 or newer, the standard ssl module), the
+names it answers to (its certificate's), a client certificate's subject; and the client's
+connection to a cluster agent (imported by client.py for https:// only, so the unix socket
+and loopback paths never load ssl).
 
 - The Host a request names must be one the certificate was issued for (a DNS name or an IP
   address in its subjectAltName, with or without the port), or the address the agent listens
@@ -12,6 +14,7 @@ it answers to (its certificate's), and a client certificate's subject.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 from pathlib import Path
 
@@ -87,3 +90,21 @@ def peer_subject(der: bytes | None) -> str | None:
     from cryptography import x509
 
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
+def connect(
+    host: str, port: int, timeout: float, cafile: str | None = None,
+    certfile: str | None = None, keyfile: str | None = None,
+) -> ssl.SSLSocket:  # fmt: skip
+    """A TLS 1.2+ connection to an agent whose certificate (checked against cafile, else the
+    system's CAs) names host; with a client certificate when certfile is given."""
+    context = ssl.create_default_context(cafile=cafile or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if certfile:
+        context.load_cert_chain(certfile, keyfile or None)
+    raw = socket.create_connection((host, port), timeout)
+    try:
+        return context.wrap_socket(raw, server_hostname=host)
+    except BaseException:
+        raw.close()
+        raise
