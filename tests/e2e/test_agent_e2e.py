@@ -247,6 +247,7 @@ import sys
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore"))
 assert not loaded, loaded
 assert "cloudchain.chain" not in sys.modules
+assert "ssl" not in sys.modules  # loaded only for an https:// agent
 """
 
 
