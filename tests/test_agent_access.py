@@ -79,6 +79,16 @@ def test_a_wrong_access_file_is_one_line_naming_it(tmp_path: Path, text: str, sa
     assert "\n" not in str(caught.value)
 
 
+def test_a_wrong_access_file_stops_the_agent_at_start_with_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _file(tmp_path, "[client a]\nuid = 1\n")
+    assert agent_main.main(["--access", str(path), "--listen", "unix:/nonexistent/a.sock"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"cchain-agent: error: --access {path}: [client a] has no services (names "
+                   "or globs, or empty)"]  # fmt: skip
+
+
 def test_an_access_file_others_may_change_is_refused(tmp_path: Path) -> None:
     path = _file(tmp_path, "[client a]\nuid = 1\nservices = a\n", mode=0o664)
     with pytest.raises(CloudChainConfigError, match="writable by group or others"):
