@@ -105,15 +105,15 @@ def test_scope_is_decided_from_the_query_alone(tmp_path: Path) -> None:
         "[client tagged]\nuid = 2\nservices = billing\ntags = env=prod\n"
     )))  # fmt: skip
     app, tagged = access.by_peer(1, 1), access.by_peer(2, 2)
-    for path in ("/v1/secret", "/v1/service", "/v1/refresh"):
+    for path in ("/v1/secret", "/v1/service", "/v1/refresh", "/v1/watch"):
         with pytest.raises(Problem) as refused:
             guard(app, path, {"service": ["web"], "user": ["x"]})
         assert problem_answer(refused.value).body == FORBIDDEN
     with pytest.raises(Problem):  # a second service out of scope spoils the request
         guard(app, "/v1/service", {"service": ["billing", "web"]})
-    for newer in ("/v1/newer", "/v1/watch"):  # a path not scoped yet answers nobody
-        with pytest.raises(Problem):
-            guard(app, newer, {"service": ["billing"]})
+    with pytest.raises(Problem):  # a path not scoped yet answers nobody
+        guard(app, "/v1/newer", {"service": ["billing"]})
+    assert guard(app, "/v1/watch", {"service": ["billing"]}) == {"service": ["billing"]}
     with pytest.raises(Problem, match="no access entry"):
         guard(None, "/v1/secret", {"service": ["billing"]})
     assert guard(app, "/metrics", {}) == {}
@@ -122,7 +122,9 @@ def test_scope_is_decided_from_the_query_alone(tmp_path: Path) -> None:
     assert guard(tagged, "/v1/service", {"service": ["billing"], "tag": ["team=a"]})["tag"] == [
         "team=a", "env=prod",
     ]  # fmt: skip
-    for path, params in (("/v1/service", {"tag": ["env=dev"]}), ("/v1/refresh", {})):
+    for path, params in (
+        ("/v1/service", {"tag": ["env=dev"]}), ("/v1/refresh", {}), ("/v1/watch", {}),
+    ):  # fmt: skip
         with pytest.raises(Problem):
             guard(tagged, path, {"service": ["billing"], **params})
 
@@ -136,7 +138,7 @@ def _ask(server: AgentServer, client_uid: int, path: str, **query: str) -> tuple
     client = server.access.by_peer(client_uid, client_uid)  # type: ignore[union-attr]
     route = server.agent.routes()[path]
     try:
-        answer = asyncio.run(server._route(route, path, urlencode(query), client))
+        answer = asyncio.run(server._route(route, path, urlencode(query), Connection(None), client))  # type: ignore[arg-type]
     except Problem as problem:
         return problem.status, problem_answer(problem).body
     return 200, answer.body

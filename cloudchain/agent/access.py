@@ -44,7 +44,7 @@ MAX_ACCESS_FILE = 1024 * 1024
 # Paths whose `service` parameters are scoped; /metrics answers any known client, and a path
 # not named here (a newer route, whose query may name services otherwise) answers no client
 # until it is scoped here.
-SCOPED = frozenset({"/v1/secret", "/v1/service", "/v1/refresh"})
+SCOPED = frozenset({"/v1/secret", "/v1/service", "/v1/refresh", "/v1/watch"})
 UNSCOPED = frozenset({"/metrics"})
 
 
@@ -226,7 +226,7 @@ def guard(client: Client | None, path: str, params: Params) -> Params:
             raise forbidden()
         tags = params.get("tag", []) + [f"{k}={v}" for k, v in client.tags.items()]
         return {**params, "tag": tags}
-    if path != "/v1/secret":  # a refresh's count would tell of untagged secrets
+    if path != "/v1/secret":  # a refresh's count, a watch's change: both tell of untagged secrets
         raise forbidden()
     return params
 

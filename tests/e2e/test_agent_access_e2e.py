@@ -76,7 +76,8 @@ def test_two_local_users_on_the_socket_each_read_their_own_scope(
                     "secret?service=billing&user=alice", "secret?service=web&user=token",
                     "secret?service=web-admin&user=root", "secret?service=web-admin&user=nobody",
                     "secret?service=nosuch&user=x", "service?service=billing&format=json",
-                    "service?service=web-admin&format=json",
+                    "service?service=web-admin&format=json", "watch?service=billing",
+                    "watch?service=web-admin",
                 )}  # fmt: skip
                 assert app["secret?service=billing&user=alice"] == (200, b"hunter3")
                 assert app["secret?service=web&user=token"] == (200, b"t0k3n")
@@ -85,6 +86,7 @@ def test_two_local_users_on_the_socket_each_read_their_own_scope(
                 assert {app[q] for q in out_of_scope} == {
                     (403, b'{"error": "not in this client\'s scope", "code": "forbidden"}')
                 }
+                assert json.loads(app["watch?service=billing"][1])["service"] == "billing"
                 listing = json.loads(app["service?service=billing&format=json"][1])
                 assert listing == {"alice": "hunter3", "bob": "b0b"}
 
@@ -94,6 +96,7 @@ def test_two_local_users_on_the_socket_each_read_their_own_scope(
                     "secret?service=billing&user=alice", "secret?service=billing&user=bob",
                     "secret?service=billing&user=nobody", "secret?service=web&user=token",
                     "service?service=billing&format=json", "service?service=billing&tag=env=dev",
+                    "watch?service=billing",
                 )}  # fmt: skip
                 assert ops["secret?service=billing&user=alice"] == (200, b"hunter3")
                 assert json.loads(ops["service?service=billing&format=json"][1]) == {
