@@ -12,6 +12,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -48,9 +50,11 @@ def run_bounded(
     env: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
     cwd: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> Finished:
-    """Run argv to completion or until timeout seconds have passed, then kill its process
-    group. OSError (missing, not executable) is the caller's to report."""
+    """Run argv to completion or until timeout seconds have passed (or cancel is set: the
+    agent stopping), then kill its process group and say timed_out. OSError (missing, not
+    executable) is the caller's to report."""
     process = subprocess.Popen(
         list(argv),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -59,7 +63,10 @@ def run_bounded(
         start_new_session=True,  # its own group: a timeout kills what it started too
     )
     try:
-        process.communicate(input=stdin, timeout=timeout)
+        if cancel is None:
+            process.communicate(input=stdin, timeout=timeout)
+        else:
+            _communicate_until(process, stdin, timeout, cancel)
     except subprocess.TimeoutExpired:
         kill_group(process)
         return Finished(None, None, True)
@@ -70,6 +77,24 @@ def run_bounded(
     if code < 0:
         return Finished(None, -code, False)
     return Finished(code, None, False)
+
+
+def _communicate_until(
+    process: subprocess.Popen[bytes], stdin: bytes | None, timeout: float, cancel: threading.Event
+) -> None:
+    """communicate(), a tenth of a second at a time, raising TimeoutExpired at the deadline
+    or as soon as cancel is set."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            process.communicate(
+                input=stdin, timeout=max(0.0, min(0.1, deadline - time.monotonic()))
+            )
+            return
+        except subprocess.TimeoutExpired:
+            stdin = None  # sent already: communicate() refuses it a second time
+            if cancel.is_set() or time.monotonic() >= deadline:
+                raise
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:

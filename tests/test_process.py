@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -58,3 +59,17 @@ def test_unread_large_input_and_flooded_output_do_not_hang() -> None:
 def test_missing_command_is_an_oserror() -> None:
     with pytest.raises(FileNotFoundError):
         run_bounded(["/nonexistent/hook"], timeout=1)
+
+
+def test_cancel_kills_the_group_at_once_and_input_still_arrives(tmp_path: Path) -> None:
+    pid_file, got = tmp_path / "pid", tmp_path / "got"
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    done = run_bounded(["sh", "-c", f"cat > {got}; sleep 30 & echo $! > {pid_file}; wait"],
+                       timeout=30, stdin=b"value", cancel=cancel)  # fmt: skip
+    assert done.timed_out and time.monotonic() - started < 5
+    assert got.read_bytes() == b"value"
+    assert _gone(int(pid_file.read_text()))
+    finished = run_bounded(["sh", "-c", "exit 4"], timeout=5, cancel=threading.Event())
+    assert finished.status == 4
