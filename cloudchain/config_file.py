@@ -16,6 +16,8 @@ from .config import CONFIG_ENV, DEFAULT_CONFIG_PATH, PER_REGION, REGION_ENDPOINT
 from .errors import CloudChainConfigError
 from .validation import shown
 
+TEMPLATE_SECTION = "template "  # [template NAME]: one of cchain-agent's templates
+
 
 @dataclass(frozen=True)
 class ConfigFile:
@@ -134,6 +136,8 @@ def _unknown(
     per_region = {section for sections, _ in REGION_ENDPOINTS.values() for section in sections}
     warnings = []
     for section in parser.sections():
+        if section.startswith(TEMPLATE_SECTION):
+            continue  # cchain-agent's; it checks their keys itself (agent/template_config.py)
         if section not in readers:
             near = _nearest(section, [s for s in readers if s != TOP])
             warnings.append(
@@ -161,6 +165,28 @@ def _unknown(
                 f"{shown(option)!r} {where}{advice}"
             )
     return warnings
+
+
+def template_sections(path: Path, *, required: bool) -> list[tuple[str, dict[str, str], str]]:
+    """Each `[template NAME]` section of a config file: its name, its keys, and where it is."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise CloudChainConfigError(f"config file {path} does not exist") from None
+        return []
+    except (OSError, UnicodeDecodeError) as err:
+        raise CloudChainConfigError(f"cannot read config file {path}: {err}") from None
+    parser, numbers = _parse(path, text), _line_numbers(text)
+    return [
+        (
+            section[len(TEMPLATE_SECTION) :].strip(),
+            dict(parser.items(section, raw=True)),
+            _at(path, numbers.get((section, ""))),
+        )
+        for section in parser.sections()
+        if section.startswith(TEMPLATE_SECTION)
+    ]
 
 
 def _nearest(word: str, known: Sequence[str]) -> str | None:

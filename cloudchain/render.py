@@ -22,16 +22,28 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import CloudChainConfigError, CloudChainError, ValidationError
 from .parallel import parallel_map
 from .render_limits import Budget, LimitExceeded, RenderLimits, bounded_environment, process_bounds
 
 if TYPE_CHECKING:
-    from .chain import CloudChain
+    from .config import Config
+    from .results import Secret
 
 INSTALL_HINT = "pip install 'cloudchain[template]'"
+
+
+class SecretReader(Protocol):
+    """What a template reads through: a CloudChain, or the agent's cache (agent/templates.py)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    def read(self, service: str, user: str, version: int | None = None) -> Secret: ...
+
+    def export(self, service: str) -> dict[str, Secret]: ...
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,7 @@ def wanted(source: str, name: str) -> tuple[list[Wanted], list[int]]:
 class _Secrets:
     """What the template's functions return, fetched at most once each."""
 
-    def __init__(self, chain: CloudChain) -> None:
+    def __init__(self, chain: SecretReader) -> None:
         self._chain = chain
         self._values: dict[Wanted, Any] = {}
         # False while the names written in the template are read; True once it runs, when a
@@ -205,7 +217,7 @@ def _kind(err: BaseException) -> str:
     return f"{name} ({_KINDS[name]})" if name in _KINDS else name
 
 
-def render(chain: CloudChain, source: str, name: str, limits: RenderLimits | None = None) -> str:
+def render(chain: SecretReader, source: str, name: str, limits: RenderLimits | None = None) -> str:
     """Render a template with the secrets it reads, within limits (see render_limits); raise
     before returning anything."""
     _parse(source, name)
