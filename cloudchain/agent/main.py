@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "stay below the open-file limit)")  # fmt: skip
     own.add_argument("--prefetch", action="append", default=[], metavar="SERVICE",
                      help="load SERVICE at start and keep it fresh (repeatable)")  # fmt: skip
+    own.add_argument("--template", action="append", default=[], metavar="SRC:DEST",
+                     help="render template SRC to DEST and keep it rendered (repeatable; "
+                     "more settings in a [template NAME] config section)")  # fmt: skip
+    own.add_argument("--once", action="store_true", help="render every template once, then "
+                     "exit: 0 when all rendered, 1 otherwise; nothing is served")  # fmt: skip
     own.add_argument("--debug", action="store_true", help="debug log (never a secret)")
     group = parser.add_argument_group(CONFIGURATION.title)
     for option in CONFIGURATION.options:
@@ -117,9 +122,12 @@ def _run(args: argparse.Namespace) -> int:
     from .cached import CachedSecrets
     from .connections import connection_cap
     from .routes import Agent
+    from .template_config import load_templates
+    from .templates import Templates, render_once
     from .token import load_token
 
     _check(args)
+    specs = load_templates(args.template, args.config, os.environ)  # before any AWS call
     cap = connection_cap(args.max_connections)
     access = load_access(Path(args.access)) if args.access is not None else None
     wide = args.tls_cert is not None and access is not None
@@ -134,12 +142,24 @@ def _run(args: argparse.Namespace) -> int:
         names = certificate_names(args.tls_cert)
     overrides = {field: getattr(args, flag) for flag, field in CONFIG_FLAGS.items()}
     chain = CloudChain.from_config(args.config, **{**overrides, "cache_ttl": 0})
+    if args.once:
+        if not specs:
+            raise ValidationError("--once renders templates, and none is given",
+                                  hint="give --template SRC:DEST or a [template NAME] section")  # fmt: skip
+        # SIGTERM unwinds like Ctrl-C: no temporary file left, the command's group killed.
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+        try:
+            return 0 if render_once(specs, chain) else 1
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    prefetch = list(dict.fromkeys([*args.prefetch, *(s for t in specs for s in t.services)]))
     cached = CachedSecrets(chain, ttl=args.ttl, stale_if_error=args.stale_if_error,
-                           max_entries=args.max_entries, prefetch=args.prefetch)  # fmt: skip
+                           max_entries=args.max_entries, prefetch=prefetch)  # fmt: skip
     shared = access is not None and access.local
     sock = bind_unix(address.path, shared) if address.path else bind_tcp(address)
     bound = os.lstat(address.path) if address.path else None
     token = token_file = made = None
+    templates = None
     try:
         if address.path is None:
             port = int(sock.getsockname()[1])
@@ -154,7 +174,11 @@ def _run(args: argparse.Namespace) -> int:
             from .tls import host_names
 
             hosts = host_names(names, address.host, address.port)
-        server = AgentServer(Agent(cached, token), chain.config.max_workers, address, cap,
+        agent = Agent(cached, token)
+        templates = Templates(specs, cached)
+        agent.registry.register(templates)
+        templates.start()
+        server = AgentServer(agent, chain.config.max_workers, address, cap,
                              access, tls, hosts)  # fmt: skip
 
         def ready() -> None:
@@ -166,6 +190,8 @@ def _run(args: argparse.Namespace) -> int:
 
         asyncio.run(_until_signal(server, sock, address, ready))
     finally:
+        if templates is not None:
+            templates.stop()
         cached.stop()
         sock.close()
         if address.path is not None and bound is not None:
@@ -188,6 +214,10 @@ def _new_token(name: str) -> int:
     print("# add to the access file (then fill in services):")
     print(lines, end="", flush=True)
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _remove_own(path: Path, made: os.stat_result) -> None:
