@@ -178,7 +178,12 @@ class _Loop:
                     return
                 self.first = self.last = None
                 check = now + self.period * random.uniform(0.9, 1.1)
-            self.template.render()
+            try:
+                self.template.render()
+            except Exception as err:  # a bug must cost this render, not the template's thread
+                self.template.counts.add("render_errors")
+                log.warning("template %s: not rendered, on an unexpected %s",
+                            self.template.spec.name, type(err).__name__)  # fmt: skip
 
 
 class Templates:
