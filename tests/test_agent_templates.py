@@ -201,10 +201,16 @@ def test_a_failed_render_keeps_the_last_file_and_logs_one_line_without_a_value(
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "template t: not rendered" in record.getMessage() and "gone" in record.getMessage()
     assert "s3cret" not in caplog.text and "\n" not in record.getMessage()
+    assert not template.render()  # tried again, failing the same way: counted, not said again
+    assert template.counts.render_errors == 2
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    cached.chain.save("web", "gone", "back")
+    cached.load("web")
+    assert template.render() and "template t: rendered again" in caplog.text
     undefined = _spec(tmp_path, '{{ secret("web", "db") ~ nope }}')
     assert not Template(undefined, _reader(cached, undefined)).render()
     assert "s3cret" not in caplog.text
-    lenient = _spec(tmp_path, '[{{ secret("web", "gone") }}]', error_on_missing=False)
+    lenient = _spec(tmp_path, '[{{ secret("web", "never") }}]', error_on_missing=False)
     assert Template(lenient, _reader(cached, lenient)).render()
     assert lenient.destination.read_text() == "[]"
 
@@ -318,3 +324,14 @@ def test_once_exits_1_when_a_command_fails_and_0_when_all_succeed(
     config.write_text("[template t]\nsource = t.j2\ndestination = out\ncommand = false\n"
                       "[template u]\nsource = t.j2\ndestination = out2\ncommand = true\n")  # fmt: skip
     assert main(["--once", "--config", str(config)]) == 0  # t unchanged: its command not run
+
+
+def test_a_render_finished_while_the_agent_stops_is_not_written(
+    cached: CachedSecrets, tmp_path: Path
+) -> None:
+    spec = _spec(tmp_path, '{{ secret("web", "db") }}', command=("touch", str(tmp_path / "ran")))
+    spec.destination.write_text("old")
+    stopping = threading.Event()
+    stopping.set()  # the next start writes it, and runs the command, since the bytes differ
+    assert Template(spec, _reader(cached, spec), stopping).render()
+    assert spec.destination.read_text() == "old" and not (tmp_path / "ran").exists()

@@ -88,6 +88,7 @@ class Template:
         self.spec, self.reader = spec, reader
         self.stopping = stopping or threading.Event()  # set: no command starts, a running one ends
         self.counts = Tally(*COUNTS)
+        self._last_error: str | None = None
 
     def render(self) -> bool:
         """Render and write once; False when the render, the write or the command failed."""
@@ -96,11 +97,16 @@ class Template:
         spec = self.spec
         try:
             data = render(self.reader, spec.text, spec.name).encode("utf-8")
+            if self.stopping.is_set():  # not written: the next start writes it and runs the command
+                return True
             written = write_if_changed(spec.destination, data, spec.mode)
         except CloudChainError as err:  # one line, as `cchain --render` says it: never a value
             return self._failed(str(err))
         except OSError as err:
             return self._failed(f"cannot write {spec.destination}: {err.strerror or err}")
+        if self._last_error is not None:
+            log.warning("template %s: rendered again", spec.name)
+            self._last_error = None
         if written is not Written.REPLACED:
             self.counts.add("skipped")
             log.debug("template %s: %s unchanged", spec.name, spec.destination)
@@ -111,8 +117,12 @@ class Template:
 
     def _failed(self, reason: str) -> bool:
         self.counts.add("render_errors")
-        log.warning("template %s: not rendered, %s kept as it was: %s",
-                    self.spec.name, self.spec.destination, reason)  # fmt: skip
+        # Said once while it fails the same way (it is tried again at every check), and again
+        # when the reason changes.
+        say = log.debug if reason == self._last_error else log.warning
+        say("template %s: not rendered, %s kept as it was: %s",
+            self.spec.name, self.spec.destination, reason)  # fmt: skip
+        self._last_error = reason
         return False
 
     def _command(self) -> bool:
