@@ -143,15 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {field: getattr(args, flag) for flag, field in CONFIG_FLAGS.items()}
     chain = CloudChain.from_config(args.config, **{**overrides, "cache_ttl": 0})
     if args.once:
-        if not specs:
-            raise ValidationError("--once renders templates, and none is given",
-                                  hint="give --template SRC:DEST or a [template NAME] section")  # fmt: skip
-        # SIGTERM unwinds like Ctrl-C: no temporary file left, the command's group killed.
-        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
-        try:
-            return 0 if render_once(specs, chain) else 1
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        return render_once(specs, chain)
     prefetch = list(dict.fromkeys([*args.prefetch, *(s for t in specs for s in t.services)]))
     cached = CachedSecrets(chain, ttl=args.ttl, stale_if_error=args.stale_if_error,
                            max_entries=args.max_entries, prefetch=prefetch)  # fmt: skip
@@ -214,10 +206,6 @@ def _new_token(name: str) -> int:
     print("# add to the access file (then fill in services):")
     print(lines, end="", flush=True)
     return 0
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _remove_own(path: Path, made: os.stat_result) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CloudChainError, SecretNotFoundError
+from ..errors import CloudChainError, SecretNotFoundError, ValidationError
 from ..process import run_bounded
 from ..results import Secret, Versioned
 from ..tally import Tally
@@ -250,10 +251,22 @@ class Templates:
             yield family
 
 
-def render_once(specs: Sequence[TemplateSpec], chain: CloudChain) -> bool:
+def render_once(specs: Sequence[TemplateSpec], chain: CloudChain) -> int:
     """`cchain-agent --once`: render every template (and run its command if it changed) from
-    the table directly; True when every one succeeded."""
-    ok = True
-    for spec in specs:
-        ok = Template(spec, Reader.direct(chain, spec.error_on_missing)).render() and ok
-    return ok
+    the table directly; return 0 when every one succeeded, else 1."""
+    if not specs:
+        raise ValidationError("--once renders templates, and none is given",
+                              hint="give --template SRC:DEST or a [template NAME] section")  # fmt: skip
+    # SIGTERM unwinds as Ctrl-C does: no temporary file left, the command's group killed.
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        ok = True
+        for spec in specs:
+            ok = Template(spec, Reader.direct(chain, spec.error_on_missing)).render() and ok
+        return 0 if ok else 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
