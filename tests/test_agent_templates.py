@@ -277,7 +277,7 @@ def test_a_burst_of_changes_renders_once_after_its_wait_and_a_stream_by_its_maxi
     assert not thread.is_alive()
 
 
-def test_changed_wakes_only_the_templates_that_read_the_service_and_metrics_count(
+def test_a_change_seen_by_the_refresh_wakes_only_the_templates_reading_it_and_metrics(
     cached: CachedSecrets, tmp_path: Path
 ) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
@@ -285,7 +285,8 @@ def test_changed_wakes_only_the_templates_that_read_the_service_and_metrics_coun
     web = _spec(tmp_path, '{{ secret("web", "db") }}')
     other = _spec(tmp_path, "x", name="other", destination=tmp_path / "o", services=("api",))
     templates = Templates([web, other], cached)
-    templates.changed("web")
+    cached.chain.save("web", "db", "s3cret-two")
+    cached.refresh_period()  # the agent's refresh: a change check, then the change feed
     assert [loop.first is not None for loop in templates._loops] == [True, False]
     templates.templates[0].render()
     registry = CollectorRegistry()

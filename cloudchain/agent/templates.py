@@ -4,10 +4,11 @@ by their command (process.py's run_bounded) only then.
 
 Each template has a thread of its own, so a slow render or a hanging command holds up neither
 the event loop that serves requests nor another template. A template renders at start, at
-every check (the agent's refresh period, jittered by 10 %), and after `changed(service)` for a
-service it reads, once the changes have been quiet for its wait's minimum (or, in a stream of
-changes, once its maximum has passed since the first). A render that fails leaves the last good
-file as it is, logs one line that names no value, and is tried again at the next check.
+every refresh period (jittered by 10 %: the retry of a failed render), and when the agent's
+change feed (changefeed.py) says a service it reads changed, once the changes have been quiet
+for its wait's minimum (or, in a stream of changes, once its maximum has passed since the
+first). A render that fails leaves the last good file as it is, logs one line that names no
+value, and is tried again at the next period.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..errors import CloudChainError, SecretNotFoundError, ValidationError
 from ..process import run_bounded
 from ..results import Secret, Versioned
 from ..tally import Tally
+from .cached import MIN_PERIOD
 from .template_config import TemplateSpec
 from .template_files import Written, write_if_changed
 
@@ -37,7 +39,6 @@ log = logging.getLogger("cloudchain.agent")
 COUNTS = ("renders", "skipped", "render_errors", "commands", "command_failures")
 DESTINATION_ENV = "CLOUDCHAIN_TEMPLATE_DESTINATION"
 NAME_ENV = "CLOUDCHAIN_TEMPLATE_NAME"
-MIN_PERIOD = 0.1  # a --ttl of 0 must not make a busy loop
 # How long a stopping agent waits for renders in progress (each bounded by its render limits).
 STOP_WAIT = 10.0
 
@@ -201,13 +202,14 @@ class Templates:
     """Every template of an agent, each kept rendered by a thread of its own."""
 
     def __init__(self, specs: Sequence[TemplateSpec], cached: CachedSecrets) -> None:
-        period = max(cached.cache.ttl / 2, MIN_PERIOD)  # the prefetch's refresh period
+        period = max(cached.cache.ttl / 2, MIN_PERIOD)  # the refresh period: the retry
         self._stop = threading.Event()
         self.templates = [
             Template(spec, Reader.cached(cached, spec.error_on_missing), self._stop)
             for spec in specs
         ]
         self._loops = [_Loop(template, period, self._stop) for template in self.templates]
+        cached.feed.subscribe(lambda service, _token: self.changed(service))  # a change seen
         self._threads: list[threading.Thread] = []
 
     def changed(self, service: str) -> None:

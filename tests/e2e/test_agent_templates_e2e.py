@@ -54,7 +54,10 @@ def test_a_save_rewrites_the_file_and_runs_its_command_once(
         assert em.run("-u", "db", "-e", "web", "--save", "-", stdin="second-value").code == 0
         wait_for_text(app, "second-value", agent.process)
         _wait_until(lambda: ran.read_text().count("\n") >= 2)
-        time.sleep(1.5)  # three more checks with nothing changed: no write, no command
+        _wait_until(  # more checks with nothing changed: no write, no command
+            lambda: _metric(agent.curl("/metrics")[2].decode(),
+                            "cloudchain_agent_template_skipped_total", "app") >= 2
+        )  # fmt: skip
         assert ran.read_text() == f"{app}\n{app}\n"
         assert sorted(p.name for p in out.iterdir()) == ["app.conf", "hang.txt"]  # no temporary
         _wait_until(lambda: "template hang: command timed out" in agent.log.read_text())
