@@ -77,6 +77,11 @@ def test_sections_and_flags_give_templates_with_their_defaults(
             "source = t.j2\ndestination = o\n[template y]\nsource = t.j2\ndestination = ./o",
             "templates 'x' and 'y' both write {d}/o",
         ),
+        (
+            "source = t.j2\ndestination = sub/o\n[template y]\nsource = t.j2\n"
+            "destination = alias/sub/o",
+            "templates 'x' and 'y' both write {d}/alias/sub/o",
+        ),
     ],
 )
 def test_bad_templates_are_one_line_at_start(
@@ -86,6 +91,7 @@ def test_bad_templates_are_one_line_at_start(
     (tmp_path / "bad.j2").write_text("{% if %}")
     (tmp_path / "sub").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "sub")
+    (tmp_path / "alias").symlink_to(tmp_path)  # another way to the same directories
     (tmp_path / "evil").symlink_to(tmp_path / "t.j2")
     config = tmp_path / "agent.rc"
     config.write_text(f"[template x]\n{section}\n")

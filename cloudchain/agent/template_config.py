@@ -70,7 +70,7 @@ def load_templates(
         for other in specs:
             if other.name == spec.name:
                 raise ValidationError(f"two templates are named {shown(name)!r}")
-            if other.destination == spec.destination:
+            if _same_file(other.destination, spec.destination):
                 raise ValidationError(f"templates {shown(other.name)!r} and {shown(name)!r} both "
                                       f"write {shown(str(spec.destination))}")  # fmt: skip
         specs.append(spec)
@@ -122,6 +122,14 @@ def _source_text(name: str, source: Path) -> str:
         raise ValidationError(
             f"template {shown(name)}: cannot read source {shown(str(source))}: {reason}"
         ) from None
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """One name in one directory, however the paths reach it (/var/run is often /run)."""
+    if one.name != other.name:
+        return False
+    there, here = os.stat(one.parent), os.stat(other.parent)
+    return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
 
 
 def check_destination(name: str, destination: Path) -> None:
