@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .commands import SECTIONS
 from .commands.agent_refresh import refresh_agent
-from .commands.exec_argv import misplaced_after_exec, split_exec
+from .commands.exec_argv import ServiceFlag, misplaced_after_exec, services_problem, split_exec
 from .commands.spec import (
     CONFIG_FLAGS,
     CONFIGURATION,
@@ -90,7 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     which = parser.add_argument_group("which secret")
     which.add_argument("-u", "--user", help="the user (DynamoDB range key Username)")
-    which.add_argument("-e", "--service", help="the service (DynamoDB hash key Service)")
+    which.add_argument(
+        "-e",
+        "--service",
+        action=ServiceFlag,
+        help="the service (DynamoDB hash key Service); --exec, --export and --resolve take "
+        "several, a later one winning a variable they share",
+    )
+    parser.set_defaults(services=[])
     for section in (*SECTIONS, CONFIGURATION):
         group = parser.add_argument_group(section.title)
         for action in section.actions:
@@ -118,6 +125,9 @@ def _check_usage(
     if len(chosen) > 1:
         parser.error(f"choose one action, not {' and '.join(a.option.flag for a in chosen)}")
     action = chosen[0]
+    problem = services_problem(action.name, args.services)
+    if problem:
+        parser.error(problem)
     if action.needs == "row" and (args.user is None or args.service is None):
         parser.error(f"{action.option.flag} needs -u/--user and -e/--service")
     if action.needs == "service" and args.service is None:

@@ -50,3 +50,33 @@ def misplaced_after_exec(parser: argparse.ArgumentParser, argv: list[str]) -> li
     else:
         return []
     return [word.split("=", 1)[0] for word in before if _is_own_option(parser, word)]
+
+
+# The actions that take -e more than once: the services are merged, a later one winning.
+SEVERAL_SERVICES = ("exec", "export", "resolve")
+
+
+class ServiceFlag(argparse.Action):
+    """-e/--service, repeatable: args.services keeps every one in order, args.service the
+    first (what the actions that take one service read)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.services = [*getattr(namespace, "services", ()), str(values)]
+        namespace.service = namespace.services[0]
+
+
+def services_problem(action: str, services: list[str]) -> str | None:
+    """What is wrong with the -e flags given for action, or None."""
+    repeated = sorted({s for s in services if services.count(s) > 1})
+    if repeated:
+        return f"-e {repeated[0]} is given twice"
+    if len(services) > 1 and action not in SEVERAL_SERVICES:
+        return (f"--{action} takes one -e/--service, not {len(services)} (only "
+                "--exec, --export and --resolve take several)")  # fmt: skip
+    return None

@@ -10,6 +10,7 @@ dataclasses costs a read through the agent a tenth of its time.
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -183,6 +184,7 @@ class Invocation:
         self.agent = agent
         self._on_chain = on_chain  # run once, before the AWS path starts (logging, say)
         self._chain: CloudChain | None = None
+        self._lock = threading.Lock()  # reads of several services run in parallel
 
     def overrides(self) -> dict[str, Any]:
         """The configuration given as flags, by Config field."""
@@ -191,39 +193,43 @@ class Invocation:
     @property
     def chain(self) -> CloudChain:
         """The CloudChain for the file, environment and flags."""
-        if self._chain is None:
-            from ..chain import CloudChain
+        with self._lock:
+            if self._chain is None:
+                from ..chain import CloudChain
 
-            if self._on_chain is not None:
-                self._on_chain()
-            self._chain = CloudChain.from_config(self.args.config, **self.overrides())
-        return self._chain
+                if self._on_chain is not None:
+                    self._on_chain()
+                self._chain = CloudChain.from_config(self.args.config, **self.overrides())
+            return self._chain
 
     def _agent_down(self, why: Exception) -> None:
         import sys
 
-        assert self.agent is not None
-        print(f"{PROG}: warning: {why}; reading from AWS directly", file=sys.stderr)
-        self.agent = None  # one warning, and no second try
+        with self._lock:
+            if self.agent is not None:  # one warning, and no second try
+                print(f"{PROG}: warning: {why}; reading from AWS directly", file=sys.stderr)
+                self.agent = None
 
     def read(self, service: str, user: str, version: int | None) -> Secret:
         """A secret: through the agent when there is one, else from AWS."""
-        if self.agent is not None:
+        agent = self.agent  # another thread may drop it meanwhile
+        if agent is not None:
             from ..agent.client import AgentUnavailable
 
             try:
-                return self.agent.read(service, user, version)[0]
+                return agent.read(service, user, version)[0]
             except AgentUnavailable as why:
                 self._agent_down(why)
         return self.chain.read(service, user, version=version)
 
     def export(self, service: str, tags: dict[str, str]) -> dict[str, Secret]:
         """Every secret of a service: through the agent when there is one, else from AWS."""
-        if self.agent is not None:
+        agent = self.agent  # another thread may drop it meanwhile
+        if agent is not None:
             from ..agent.client import AgentUnavailable
 
             try:
-                return self.agent.export(service, tags)
+                return agent.export(service, tags)
             except AgentUnavailable as why:
                 self._agent_down(why)
         return self.chain.export(service, tags=tags)
