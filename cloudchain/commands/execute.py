@@ -1,0 +1,113 @@
+"""--exec and --resolve: run a command with secrets in its environment, or print the variables
+that environment would get (the -e services' secrets and the cchain:// references resolved).
+
+--exec becomes the command (execve) when it can; with ?dest files to remove afterwards, it runs
+the command as its child instead, passes signals on, and exits with the command's status.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+from ..child import run_child
+from ..errors import CloudChainError, ValidationError
+from ..formats.env import single_quoted_for_sh
+from ..refs import is_reference
+from .environ import Built, DestFiles, build
+from .io import info, write_stdout
+from .spec import EXIT_CANNOT_EXECUTE, EXIT_COMMAND_NOT_FOUND, EXIT_OK, Invocation
+from .watch import watch_exec, watch_plan
+
+# --exec --pristine keeps only these inherited variables (and the cchain:// references).
+PRISTINE_KEEP = ("PATH", "HOME", "USER", "LANG", "TERM", "TZ")
+
+
+def _program(name: str) -> str | None:
+    """Resolve a command with the caller's own PATH, before any secret touches it."""
+    if os.sep in name:
+        return name
+    import shutil
+
+    return shutil.which(name, path=os.environ.get("PATH", os.defpath))
+
+
+def _inherited(inv: Invocation) -> dict[str, str]:
+    """What the command inherits, before secrets: all of ours, or with --pristine the basics
+    and the references (which name what the command is meant to get)."""
+    if not getattr(inv.args, "pristine", False):
+        return dict(os.environ)
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key in PRISTINE_KEEP or is_reference(value)
+    }
+
+
+def _check_something_to_add(inv: Invocation, base: dict[str, str]) -> None:
+    if not inv.args.services and not any(is_reference(v) for v in base.values()):
+        flag = "--exec" if inv.command is not None else "--resolve"
+        raise ValidationError(
+            f"{flag} needs -e/--service, or cchain:// references in the environment"
+        )
+
+
+def _too_large(command: list[str], built: Built) -> CloudChainError:
+    added = built.set_here
+    largest = max(added, key=lambda n: len(added[n]), default="?")
+    return CloudChainError(
+        f"cannot run {command[0]}: the environment is too large for the system "
+        f"(E2BIG); the largest secret variable is {largest}"
+    )
+
+
+def exec_command(inv: Invocation) -> int:
+    """Run a command with the secrets in its environment."""
+    command = inv.command or []
+    base = _inherited(inv)
+    _check_something_to_add(inv, base)
+    plan = watch_plan(inv.args)  # None without --watch
+    if plan is not None and len(inv.args.services) != 1:
+        raise ValidationError("--exec --watch watches one service: give exactly one -e")
+    program = _program(command[0])
+    if program is None:
+        info(f"error: command not found: {command[0]}")
+        return EXIT_COMMAND_NOT_FOUND
+    files = DestFiles()
+    try:
+        if plan is not None:  # a child, restarted on change, instead of execve
+            return watch_exec(inv, plan, program, command, lambda: build(inv, base, files).env)
+        built = build(inv, base, files)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            if files.paths:  # the files go when the command ends: it runs as our child
+                return run_child(program, command, built.env)
+            os.execve(program, command, built.env)
+        except OSError as err:
+            if err.errno == errno.E2BIG:
+                raise _too_large(command, built) from None
+            info(f"error: cannot run {command[0]}: {err.strerror}")
+            return EXIT_COMMAND_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
+    finally:
+        files.remove()  # also on an error, Ctrl-C or SIGTERM before or while the command runs
+    return EXIT_OK  # not reached: execve replaced this process
+
+
+def resolve(inv: Invocation) -> int:
+    """Print NAME='value' lines for the variables --exec would set; ?dest files stay."""
+    base = dict(os.environ)
+    _check_something_to_add(inv, base)
+    files = DestFiles()
+    try:
+        built = build(inv, base, files)
+    except BaseException:
+        files.remove()
+        raise
+    # sh single quotes: `. FILE` in sh and `--import --format env` read each value back exactly.
+    write_stdout("".join(f"{n}={single_quoted_for_sh(v)}\n" for n, v in built.set_here.items()))
+    if files.paths:
+        info(f"wrote {len(files.paths)} file(s) for ?dest references; they stay after cchain "
+             f"exits: {' '.join(files.paths)}")  # fmt: skip
+    return EXIT_OK
