@@ -333,3 +333,14 @@ def test_dest_files_removes_only_what_it_wrote(tmp_path: Path) -> None:
     files.remove()
     assert not private.parent.exists() and not kept.exists()
     assert replaced.read_text() == "someone else's"
+
+
+def test_run_child_as_pid_1_reaps_the_orphans_handed_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    orphan = subprocess.Popen(["true"])  # stands in for a process re-parented to PID 1
+    time.sleep(0.1)
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    assert run_child("/bin/sh", ["sh", "-c", "exit 0"], {"PATH": os.environ["PATH"]}) == 0
+    monkeypatch.undo()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(orphan.pid, os.WNOHANG)
+    orphan.returncode = 0  # reaped already: Popen must not wait for it again

@@ -257,6 +257,7 @@ def test_reads_through_the_agent_import_no_botocore(seeded: Emulator, tmp_path: 
             "read": "from cloudchain.cli import main\nassert main(['-u', 'alice', '-e', 'billing', '--read']) == 0",
             "export": "from cloudchain.cli import main\nassert main(['-e', 'billing', '--export']) == 0",
             "readcreds": "import cloudchain\nassert cloudchain.readcreds('billing', 'alice') == 'hunter3'",
+            "resolve": "import os\nos.environ['REF'] = 'cchain://billing/alice'\nfrom cloudchain.cli import main\nassert main(['-e', 'web', '--resolve']) == 0",
         }  # fmt: skip
         for name, call in calls.items():
             proc = subprocess.run(
