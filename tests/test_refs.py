@@ -328,11 +328,22 @@ def test_dest_files_removes_only_what_it_wrote(tmp_path: Path) -> None:
     files.write("REPLACED", str(replaced), "v")
     (tmp_path / "new").write_text("someone else's")
     (tmp_path / "new").replace(replaced)  # as an editor or a rotation would replace it
+    # Through a link of ours, the file is written, and removed, where the link leads.
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    files.write("LINKED", str(tmp_path / "link"), "v")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    files.write("FIFO", str(fifo), "through")
+    assert os.read(reader, 100) == b"through"
+    os.close(reader)
     assert private.read_bytes() == b"\x00key" and oct(private.stat().st_mode & 0o777) == "0o600"
     assert oct(private.parent.stat().st_mode & 0o777) == "0o700"
     files.remove()
     assert not private.parent.exists() and not kept.exists()
     assert replaced.read_text() == "someone else's"
+    assert (tmp_path / "link").is_symlink() and not (tmp_path / "target").exists()
+    assert fifo.exists()
 
 
 def test_run_child_as_pid_1_reaps_the_orphans_handed_to_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,9 +63,14 @@ class DestFiles:
         else:
             path = dest
         write_private_file(path, value)
-        found = os.lstat(path)
+        # A link (one the caller or root owns) was followed: the file is where it led.
+        real = os.path.realpath(path)
+        try:
+            found = os.lstat(real)
+        except OSError:  # /dev/stdout and the like: written through, nothing to remove
+            return path
         if stat.S_ISREG(found.st_mode):
-            self._written.append((path, found.st_dev, found.st_ino))
+            self._written.append((real, found.st_dev, found.st_ino))
         return path
 
     def remove(self) -> None:
