@@ -203,6 +203,12 @@ def test_a_later_service_wins_with_one_warning_naming_both(
     assert err == (
         "cchain: warning: user 'db-password' from service web overrides the one from service shared\n"
     )
+    # So do the formats for other tools, by user as json does.
+    assert main(["-e", "shared", "-e", "web", "--export", "--format", "tfvars"]) == 0
+    out, err = capsys.readouterr()
+    assert 'db-password = "web-db"' in out.replace('"db-password"', "db-password")
+    assert "shared-db" not in out
+    assert err.startswith("cchain: warning: user 'db-password' from service web overrides")
 
 
 def test_a_collision_with_no_override_or_an_empty_service_is_an_error(
@@ -227,6 +233,11 @@ def test_a_collision_with_no_override_or_an_empty_service_is_an_error(
         assert main(["-e", "web", "-e", "nosuch", "--allow-empty", *action]) == 0
         capsys.readouterr()
     assert main(["-e", "nosuch", "--export"]) == 3  # it used to print {}
+    capsys.readouterr()
+    assert main(["-e", "web", "-e", "shared", "--export", "--format", "k8s"]) == 2
+    assert capsys.readouterr().err == (
+        "cchain: error: --format k8s with several -e services needs --k8s-name\n"
+    )
 
 
 @pytest.mark.parametrize(
