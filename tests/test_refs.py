@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import KEY_ALIAS, NASTY_VALUES
 
 from cloudchain import CloudChain
@@ -108,6 +110,7 @@ def test_exec_resolves_references_in_the_environment_without_any_service(
     cli: CloudChain, execs: Execs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cli.save("web", "token", "web-token-2")
+    cli.save("web", "literal", "cchain://web/token")
     monkeypatch.setenv("NOW", "cchain://web/token")
     monkeypatch.setenv("BEFORE", "cchain://web/token?version=1")
     monkeypatch.setenv("PLAIN", "not a reference")
@@ -123,6 +126,9 @@ def test_exec_resolves_references_in_the_environment_without_any_service(
     assert main(["--pristine", "--exec", "--", "env"]) == 0
     env = execs.calls[1][2]
     assert env["NOW"] == "web-token-2" and "PLAIN" not in env
+    # A secret's value is data: a reference in it stays as it is.
+    assert main(["-e", "web", "--exec", "--", "env"]) == 0
+    assert execs.calls[2][2]["LITERAL"] == "cchain://web/token"
 
 
 REFUSED = [
@@ -366,3 +372,30 @@ def test_run_child_as_pid_1_reaps_the_orphans_handed_to_it(monkeypatch: pytest.M
     with pytest.raises(ChildProcessError):
         os.waitpid(orphan.pid, os.WNOHANG)
     orphan.returncode = 0  # reaped already: Popen must not wait for it again
+
+
+# -- docs/containers.md -------------------------------------------------------------------------
+
+CONTAINERS_PAGE = Path(__file__).parents[1] / "docs" / "containers.md"
+
+
+def test_the_examples_in_docs_containers_parse_and_hold_valid_references() -> None:
+    page = CONTAINERS_PAGE.read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", page, re.S)
+    kinds = [kind for kind, _ in blocks]
+    assert kinds.count("json") == 2 and kinds.count("yaml") == 2 and "dockerfile" in kinds
+    for kind, body in blocks:
+        if kind == "json":
+            json.loads(body)
+        elif kind == "yaml":
+            yaml.safe_load(body)
+        elif kind == "dockerfile":
+            entrypoint = re.search(r"^ENTRYPOINT (\[.*\])$", body, re.M)
+            assert entrypoint and json.loads(entrypoint.group(1))[0] == "cchain"
+            assert "--" in json.loads(entrypoint.group(1))
+    references = re.findall(r"cchain://[^\s\"'`)]+", page)
+    examples = [r for r in references if not r.endswith(("SERVICE/USER", "..."))]
+    assert len(examples) >= 10
+    for reference in examples:
+        if reference != "cchain://billing":  # the page's own example of a malformed one
+            parse_reference("EXAMPLE", reference)
