@@ -4,6 +4,7 @@ precedence between services, --resolve's output, and the child runner's exit cod
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -159,15 +160,18 @@ def test_a_bad_reference_is_one_line_naming_the_variable_before_the_command_star
     tmp_path: Path,
 ) -> None:
     cli.save("web", "cert", b"\x00\x01der")
-    for environ, argv, code, error, hint in REFUSED:
+    for (environ, argv, code, error, hint), action in itertools.product(
+        REFUSED, (["--exec", "--", "env"], ["--resolve"])
+    ):
         with monkeypatch.context() as env:
             env.setenv("GOOD", "cchain://web/token")
             for name, value in environ.items():
                 env.setenv(name, value.format(tmp=tmp_path))
-            assert main([*argv, "--exec", "--", "env"]) == code, environ
+            assert main([*argv, *action]) == code, (environ, action)
         out, err = capsys.readouterr()
         assert execs.calls == [] and out == ""
-        assert err.splitlines()[0].startswith(f"cchain: error: {error.format(tmp=tmp_path)}")
+        error = error.format(tmp=tmp_path).replace("--exec needs", f"{action[0]} needs")
+        assert err.splitlines()[0].startswith(f"cchain: error: {error}")
         assert err.splitlines()[1:] == ([hint] if hint else [])
         assert "web-token" not in err and "shared-db" not in err
     assert not (tmp_path / "x").exists()

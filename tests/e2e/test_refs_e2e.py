@@ -112,16 +112,3 @@ def test_sigterm_to_cchain_reaches_the_command_and_its_files_are_removed(
     if code == 7:  # the command saw the signal, with its file still there
         assert (tmp_path / "ready.term").read_text().strip() == str(key_path)
     assert not key_path.exists() and list((tmp_path / "tmp").iterdir()) == []
-
-
-def test_resolve_and_exec_agree_and_refuse_alike(seeded: Emulator, tmp_path: Path) -> None:
-    env = {"DB": "cchain://app/db", "MISSING": "cchain://app/nobody"}
-    resolved = seeded.run("-e", "common", "--resolve", env={"DB": env["DB"]})
-    assert (resolved.code, resolved.err) == (0, "")
-    assert resolved.out == "DB='hunter2'\nREGION='eu-west-1'\nTOKEN='common-token'\n"
-    marker = tmp_path / "ran"
-    for argv in (["--resolve"], ["--exec", "--", "touch", str(marker)]):
-        refused = seeded.run(*argv, env=env)
-        assert refused.code == 3
-        assert refused.err.startswith("cchain: error: MISSING references ")
-        assert refused.out == "" and not marker.exists()
