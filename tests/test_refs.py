@@ -344,6 +344,10 @@ def test_run_child_passes_on_a_signal_sent_to_us(tmp_path: Path) -> None:
 def test_dest_files_removes_only_what_it_wrote(tmp_path: Path) -> None:
     files = DestFiles()
     private = Path(files.write("KEY", "file", b"\x00key"))
+    # A variable's name never leads out of the private directory, nor onto another's file.
+    odd = [Path(files.write(name, "file", name)) for name in ("../../x", "..", "______x")]
+    assert {p.parent for p in odd} == {private.parent}
+    assert [p.read_text() for p in odd] == ["../../x", "..", "______x"]
     kept, replaced = tmp_path / "kept", tmp_path / "replaced"
     assert Path(files.write("KEPT", str(kept), "v")) == kept
     files.write("REPLACED", str(replaced), "v")

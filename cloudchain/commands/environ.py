@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -52,6 +53,7 @@ class DestFiles:
 
     @property
     def paths(self) -> list[str]:
+        """The files written, to be removed."""
         return [path for path, _, _ in self._written]
 
     def write(self, variable: str, dest: str, value: Secret) -> str:
@@ -59,7 +61,7 @@ class DestFiles:
         if dest == DEST_TEMPORARY:
             if self._directory is None:
                 self._directory = tempfile.mkdtemp(prefix="cchain-")  # 0700, ours alone
-            path = os.path.join(self._directory, variable)
+            path = os.path.join(self._directory, self._file_name(variable))
         else:
             path = dest
         write_private_file(path, value)
@@ -72,6 +74,17 @@ class DestFiles:
         if stat.S_ISREG(found.st_mode):
             self._written.append((real, found.st_dev, found.st_ino))
         return path
+
+    def _file_name(self, variable: str) -> str:
+        """The variable's name as a file name of its own in the directory: nothing in a name
+        (a `/`, `..`) can lead out of it, and two names never share a file."""
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", variable)
+        taken = {os.path.basename(path) for path in self.paths}
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}-{n}"
+        return candidate
 
     def remove(self) -> None:
         """Remove every file written, and the private directory."""
