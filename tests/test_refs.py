@@ -348,6 +348,8 @@ def test_dest_files_removes_only_what_it_wrote(tmp_path: Path) -> None:
     odd = [Path(files.write(name, "file", name)) for name in ("../../x", "..", "______x")]
     assert {p.parent for p in odd} == {private.parent}
     assert [p.read_text() for p in odd] == ["../../x", "..", "______x"]
+    # Written again, a variable keeps its file.
+    assert Path(files.write("KEY", "file", b"new")) == private and private.read_bytes() == b"new"
     kept, replaced = tmp_path / "kept", tmp_path / "replaced"
     assert Path(files.write("KEPT", str(kept), "v")) == kept
     files.write("REPLACED", str(replaced), "v")
@@ -362,7 +364,7 @@ def test_dest_files_removes_only_what_it_wrote(tmp_path: Path) -> None:
     files.write("FIFO", str(fifo), "through")
     assert os.read(reader, 100) == b"through"
     os.close(reader)
-    assert private.read_bytes() == b"\x00key" and oct(private.stat().st_mode & 0o777) == "0o600"
+    assert private.read_bytes() == b"new" and oct(private.stat().st_mode & 0o777) == "0o600"
     assert oct(private.parent.stat().st_mode & 0o777) == "0o700"
     files.remove()
     assert not private.parent.exists() and not kept.exists()
@@ -407,3 +409,17 @@ def test_the_examples_in_docs_containers_parse_and_hold_valid_references() -> No
     for reference in examples:
         if reference != "cchain://billing":  # the page's own example of a malformed one
             parse_reference("EXAMPLE", reference)
+
+
+def test_exec_watch_takes_one_service_and_no_dest_reference(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["-e", "web", "-e", "shared", "--exec", "--watch", "--", "env"]) == 2
+    assert capsys.readouterr().err == (
+        "cchain: error: --exec --watch watches one service: give exactly one -e\n"
+    )
+    monkeypatch.setenv("KEY", "cchain://web/key?dest=file")
+    assert main(["-e", "web", "--exec", "--watch", "--", "env"]) == 2
+    assert capsys.readouterr().err == (
+        "cchain: error: --exec --watch does not take ?dest references (KEY)\n"
+    )

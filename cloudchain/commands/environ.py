@@ -45,23 +45,27 @@ class Built(NamedTuple):
 
 class DestFiles:
     """The files ?dest references were written to; remove() takes away exactly those (a file
-    that was replaced since, or a FIFO written through, is left alone)."""
+    that was replaced since, or a FIFO written through, is left alone). Written again, a
+    variable keeps its file."""
 
     def __init__(self) -> None:
         self._directory: str | None = None
-        self._written: list[tuple[str, int, int]] = []  # path, device, inode
+        self._names: dict[str, str] = {}  # variable -> its file in the private directory
+        self._written: dict[str, tuple[int, int]] = {}  # path -> (device, inode)
 
     @property
     def paths(self) -> list[str]:
         """The files written, to be removed."""
-        return [path for path, _, _ in self._written]
+        return list(self._written)
 
     def write(self, variable: str, dest: str, value: Secret) -> str:
         """Write value for variable (0600) where dest says; return the file's path."""
         if dest == DEST_TEMPORARY:
             if self._directory is None:
                 self._directory = tempfile.mkdtemp(prefix="cchain-")  # 0700, ours alone
-            path = os.path.join(self._directory, self._file_name(variable))
+            if variable not in self._names:
+                self._names[variable] = os.path.join(self._directory, self._file_name(variable))
+            path = self._names[variable]
         else:
             path = dest
         write_private_file(path, value)
@@ -72,14 +76,14 @@ class DestFiles:
         except OSError:  # /dev/stdout and the like: written through, nothing to remove
             return path
         if stat.S_ISREG(found.st_mode):
-            self._written.append((real, found.st_dev, found.st_ino))
+            self._written[real] = (found.st_dev, found.st_ino)
         return path
 
     def _file_name(self, variable: str) -> str:
         """The variable's name as a file name of its own in the directory: nothing in a name
         (a `/`, `..`) can lead out of it, and two names never share a file."""
         name = re.sub(r"[^A-Za-z0-9_-]", "_", variable)
-        taken = {os.path.basename(path) for path in self.paths}
+        taken = {os.path.basename(path) for path in self._names.values()}
         candidate, n = name, 1
         while candidate in taken:
             n += 1
@@ -88,14 +92,15 @@ class DestFiles:
 
     def remove(self) -> None:
         """Remove every file written, and the private directory."""
-        for path, device, inode in self._written:
+        for path, identity in self._written.items():
             try:
                 found = os.lstat(path)
-                if (found.st_dev, found.st_ino) == (device, inode):
+                if (found.st_dev, found.st_ino) == identity:
                     os.unlink(path)
             except FileNotFoundError:
                 pass
         self._written.clear()
+        self._names.clear()
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None

@@ -14,7 +14,7 @@ import sys
 from ..child import run_child
 from ..errors import CloudChainError, ValidationError
 from ..formats.env import single_quoted_for_sh
-from ..refs import is_reference
+from ..refs import find_references, is_reference
 from .environ import Built, DestFiles, build
 from .io import info, write_stdout
 from .spec import EXIT_CANNOT_EXECUTE, EXIT_COMMAND_NOT_FOUND, EXIT_OK, Invocation
@@ -53,6 +53,16 @@ def _check_something_to_add(inv: Invocation, base: dict[str, str]) -> None:
         )
 
 
+def _check_watchable(inv: Invocation, base: dict[str, str]) -> None:
+    if len(inv.args.services) != 1:
+        raise ValidationError("--exec --watch watches one service: give exactly one -e")
+    # A restart is decided on the environment alone, where a ?dest variable holds only a path:
+    # a changed value would be rewritten under the running command, never restarting it.
+    dest = [v for v, r in find_references(base, set(inv.args.allow_env or ())).items() if r.dest]
+    if dest:
+        raise ValidationError(f"--exec --watch does not take ?dest references ({dest[0]})")
+
+
 def _too_large(command: list[str], built: Built) -> CloudChainError:
     added = built.set_here
     largest = max(added, key=lambda n: len(added[n]), default="?")
@@ -68,8 +78,8 @@ def exec_command(inv: Invocation) -> int:
     base = _inherited(inv)
     _check_something_to_add(inv, base)
     plan = watch_plan(inv.args)  # None without --watch
-    if plan is not None and len(inv.args.services) != 1:
-        raise ValidationError("--exec --watch watches one service: give exactly one -e")
+    if plan is not None:
+        _check_watchable(inv, base)
     program = _program(command[0])
     if program is None:
         info(f"error: command not found: {command[0]}")
