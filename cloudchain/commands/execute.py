@@ -46,6 +46,7 @@ def _inherited(inv: Invocation) -> dict[str, str]:
 
 
 def _check_something_to_add(inv: Invocation, base: dict[str, str]) -> None:
+    """Refuse an --exec or --resolve with neither a service nor a reference: it would add nothing."""
     if not inv.args.services and not any(is_reference(v) for v in base.values()):
         flag = "--exec" if inv.command is not None else "--resolve"
         raise ValidationError(
@@ -54,6 +55,7 @@ def _check_something_to_add(inv: Invocation, base: dict[str, str]) -> None:
 
 
 def _check_watchable(inv: Invocation, base: dict[str, str]) -> None:
+    """Refuse what --watch cannot follow: several services, or a ?dest reference."""
     if len(inv.args.services) != 1:
         raise ValidationError("--exec --watch watches one service: give exactly one -e")
     # A restart is decided on the environment alone, where a ?dest variable holds only a path:
