@@ -113,7 +113,10 @@ def test_exec_resolves_references_in_the_environment_without_any_service(
     cli.save("web", "token", "web-token-2")
     cli.save("web", "literal", "cchain://web/token")
     monkeypatch.setenv("NOW", "cchain://web/token")
+    cli.save("web", "token", "web-token-3", stage="pending")
     monkeypatch.setenv("BEFORE", "cchain://web/token?version=1")
+    monkeypatch.setenv("PENDING", "cchain://web/token?stage=pending")
+    monkeypatch.setenv("PREVIOUS", "cchain://web/token?stage=previous")
     monkeypatch.setenv("PLAIN", "not a reference")
     assert main(["--exec", "--", "env"]) == 0
     [(_, _, env)] = execs.calls
@@ -122,6 +125,7 @@ def test_exec_resolves_references_in_the_environment_without_any_service(
         "web-token",
         "not a reference",
     )
+    assert (env["PENDING"], env["PREVIOUS"]) == ("web-token-3", "web-token")
     assert "TOKEN" not in env
     # --pristine keeps the references, which name what the command is meant to get.
     assert main(["--pristine", "--exec", "--", "env"]) == 0
@@ -136,6 +140,7 @@ REFUSED = [
     # (environment, what cchain is asked, exit code, the error line, the hint line or None)
     ({"DB": "cchain://web/nobody"}, ["-e", "shared"], 3, "DB references ", None),
     ({"DB": "cchain://web/token?version=9"}, ["-e", "shared"], 3, "DB references ", None),
+    ({"DB": "cchain://web/only-web?stage=pending"}, [], 3, "DB references ", None),
     ({"DB": "cchain://web"}, [], 2, "DB holds a malformed cchain:// reference: it names no",
      "cchain: hint: write it as cchain://SERVICE/USER[?version=N|stage=pending|dest=file|dest=/path]"),
     ({"LD_PRELOAD": "cchain://web/token?dest=file"}, [], 2,

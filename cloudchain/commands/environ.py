@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, cast
 
-from ..errors import CloudChainError, SecretNotFoundError, ValidationError
+from ..errors import CloudChainError, SecretNotFoundError
 from ..formats import check_prefix, describe, env_names, environment
 from ..formats.env import environment_problem
 from ..formats.names import check_loader_variables
@@ -215,10 +215,11 @@ def build(inv: Invocation, base: Mapping[str, str], files: DestFiles) -> Built:
     _check_destinations(references)
 
     def read(reference: Reference) -> Secret:
-        if reference.stage not in (None, "current"):
-            raise ValidationError(f"stage={reference.stage} needs staged versions, which this "
-                                  "cloudchain does not have yet")  # fmt: skip
-        return inv.read(reference.service, reference.user, reference.version)
+        if reference.stage in (None, "current"):
+            return inv.read(reference.service, reference.user, reference.version)
+        # A staged version is read from AWS, as --read --stage does: the agent serves the
+        # current ones.
+        return inv.chain.read(reference.service, reference.user, stage=reference.stage)
 
     calls: list[Callable[[], object]] = [
         *(functools.partial(inv.export, service, tags) for service in args.services),
