@@ -5,7 +5,8 @@ The child stays in our process group, so a Ctrl-C at a terminal reaches it direc
 without cchain; the signals sent to cchain itself (`docker stop`, `kill`, an orchestrator) are
 passed on. Our signals are blocked and taken with sigtimedwait, which says who sent each: a
 signal from the kernel (the terminal) is not passed on again, one from a process is. As PID 1
-in a container, cchain also reaps the orphans that are handed to it.
+in a container, cchain also reaps the orphans that are handed to it. (--exec --watch has its
+own supervisor, supervise.py, which restarts its child; the signals and exit codes are shared.)
 """
 
 from __future__ import annotations
@@ -16,24 +17,12 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
-FORWARDED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
+from .supervise import FORWARDED, exit_status
+
 # Python ignores these itself; the command gets them back at their default, as subprocess does.
 _RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
 # How long to wait for a signal before looking at the child again (a missed SIGCHLD costs this).
 _POLL_SECONDS = 1.0
-
-
-def exit_code(status: int) -> int:
-    """A wait status as a shell reports it: the exit status, or 128 + N for signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
 def _forward(pid: int, signum: int) -> None:
@@ -96,6 +85,6 @@ def run_child(program: str, argv: Sequence[str], env: Mapping[str, str]) -> int:
                     _forward(pid, received.si_signo)
                 status = _reap(pid)
                 if status is not None:
-                    return exit_code(status)
+                    return exit_status(os.waitstatus_to_exitcode(status))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
