@@ -1,8 +1,9 @@
 """Run a command we were given (a rotation hook, a template's command) with a deadline.
 
 The command gets its own process group, so a timeout kills it and everything it started. Its
-stdout and stderr are ours (passed through, never buffered here), so a command that floods its
-output cannot fill a pipe and hang us. Input, when given, goes through a pipe: never argv, never
+stdout and stderr both go to our stderr (passed through, never buffered here), so a command that
+floods its output cannot fill a pipe and hang us, and cannot mix into what we print on stdout
+(`cchain --rotate` prints the new version there; the agent, its settings). Input, when given, goes through a pipe: never argv, never
 the environment, so a value handed to a hook is not visible in `ps` or /proc/PID/environ.
 """
 
@@ -60,6 +61,7 @@ def run_bounded(
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         env=dict(env) if env is not None else None,
         cwd=cwd,
+        stdout=2,  # our stderr: stdout carries our own answer
         start_new_session=True,  # its own group: a timeout kills what it started too
     )
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,18 @@ from moto import mock_aws
 import cloudchain
 from cloudchain import CloudChain
 from cloudchain.module_api import MODULE_VARIABLES
+
+
+@pytest.fixture(autouse=True)
+def clean_logging() -> Iterator[None]:
+    """Put cloudchain's logger back as it was after each test: cli.main() attaches a handler on
+    the sys.stderr of its moment (pytest's capture, closed after that test) and may leave the
+    level at DEBUG, and the next test in the same worker would log through both."""
+    logger = logging.getLogger("cloudchain")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -296,7 +296,16 @@ def test_a_flood_of_idle_connections_costs_the_flooder_not_the_readers(
         process.wait(15)
     logged = log.read_text()
     assert "Traceback" not in logged and len(logged) < 20_000, logged[-2000:]
-    assert logged.count("closing idle ones") == 1
+    # One line per overload, not per connection: each "closing idle ones" after the first
+    # follows a "back under the cap" (on a loaded machine the flood may outlast the idle
+    # timeout, so the agent can go under the cap and over it again).
+    events = [
+        line for line in logged.splitlines() if "connection cap" in line or "idle ones" in line
+    ]
+    assert events and "closing idle ones" in events[0], logged[-2000:]
+    overloads = [n for n, line in enumerate(events) if "closing idle ones" in line]
+    assert all("back under" in events[n - 1] for n in overloads[1:]), events
+    assert len(events) <= 5, events
 
 
 def test_a_challenge_is_good_for_one_request_on_its_connection_for_ten_seconds(

@@ -23,6 +23,7 @@ HOOK = r"""#!/bin/sh
 for step; do :; done
 value=$(cat)
 echo "$step $CLOUDCHAIN_VERSION $CLOUDCHAIN_CURRENT_VERSION $value" >> "$HOOK_LOG"
+echo "hook: $step ran"
 [ "$step" = "${HOOK_WAIT_AT:-}" ] && while [ ! -e "$HOOK_LOG.go" ]; do sleep 0.02; done
 [ "$step" = "${HOOK_FAIL_AT:-}" ] && { echo "hook: $step refused" >&2; exit 7; }
 exit 0
@@ -58,6 +59,7 @@ def test_rotation_steps_with_a_hook_script_against_cchain_local(
         "promoted; postgres/app stays at version 1 and pending version 2 is kept"
     ]
     assert "hook: test refused" in failed.err  # the hook's own output passes through
+    assert "hook: set ran" in failed.err  # its stdout too, onto stderr: stdout is cchain's
     assert "pw-2" not in failed.err
     assert direct.read("postgres", "app") == "pw-1"
 
