@@ -30,6 +30,10 @@ def test_watch_flags_after_exec_are_cchains_and_the_rest_is_the_command() -> Non
         (["--on-change", "signal:KILL"], "'KILL' is not a signal to send"),
         (["--interval", "0s"], "--interval: a duration must be more than zero"),
         (["--grace", "soon"], "--grace: 'soon' is not a duration"),
+        # Past what a wait can hold (threading.TIMEOUT_MAX): an OverflowError traceback at
+        # the first stop, leaving the child running, before they were bounded.
+        (["--grace", "20000w"], "--grace: at most 365d, not '20000w'"),
+        (["--interval", "20000w"], "--interval: at most 365d, not '20000w'"),
     ],
 )
 def test_bad_watch_options_are_one_line_before_any_aws_call(

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from ..durations import parse_duration
+from ..durations import format_duration, parse_duration
 from ..errors import CloudChainError, ValidationError
 from ..supervise import Child, Event, Events, exit_status, stop, terminal_sent
 from ..validation import shown
@@ -32,6 +32,8 @@ DEFAULT_GRACE = 10.0
 QUIET = 2.0  # a burst is over when no change came for this long
 SETTLE_MAX = 10.0  # ... or this long after its first change
 AGENT_POLL = 60.0  # one long-poll of the agent, at most
+# The longest --interval or --grace: far below what a wait can hold (threading.TIMEOUT_MAX).
+MAX_WAIT = 365 * 86_400.0
 WATCH_FLAGS = {"--watch": False, "--on-change": True, "--interval": True, "--grace": True}
 
 SECTION = Section(
@@ -102,9 +104,16 @@ def watch_plan(args: argparse.Namespace) -> Plan | None:
     elif action not in ("restart", "exit") or name:
         raise ValidationError(f"--on-change must be restart, exit or signal:NAME, not "
                               f"{shown(args.on_change)!r}")  # fmt: skip
-    interval = parse_duration(args.interval, "--interval") if args.interval else DEFAULT_INTERVAL
-    grace = parse_duration(args.grace, "--grace") if args.grace else DEFAULT_GRACE
+    interval = _wait(args.interval, "--interval") if args.interval else DEFAULT_INTERVAL
+    grace = _wait(args.grace, "--grace") if args.grace else DEFAULT_GRACE
     return Plan(action, signum, interval, grace)
+
+
+def _wait(text: str, flag: str) -> float:
+    seconds = parse_duration(text, flag)
+    if seconds > MAX_WAIT:
+        raise ValidationError(f"{flag}: at most {format_duration(MAX_WAIT)}, not {text!r}")
+    return seconds
 
 
 class Watcher:
