@@ -51,7 +51,8 @@ class DueSecret:
 
 def iso(moment: datetime) -> str:
     """Return a UTC time as stored: 2026-12-06T01:52:48Z."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime's %Y: a year before 1000 keeps its four digits (ISO 8601).
+    return moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def parse_time(text: str) -> datetime | None:

@@ -15,7 +15,7 @@ from helpers import KEY_ALIAS, CallCounter
 from cloudchain import CloudChain
 from cloudchain.cli import main
 from cloudchain.errors import ValidationError
-from cloudchain.schedule import due_secrets, parse_not_after
+from cloudchain.schedule import check_not_after, due_at, due_secrets, parse_not_after
 from cloudchain.summary import RowSummary
 
 ROW = ["-e", "billing", "-u", "alice"]
@@ -81,6 +81,19 @@ def test_due_is_the_earlier_of_period_and_expiry_oldest_first_and_soon_within_th
 )
 def test_not_after_takes_an_iso_date_or_date_time_in_utc(text: str, stored: str | None) -> None:
     assert parse_not_after(text) == stored
+
+
+def test_a_not_after_before_the_year_1000_is_stored_as_iso_and_is_due() -> None:
+    # The CLI parses the flag, then the library parses what it made again: an unpadded year
+    # (999-01-01T00:00:00Z, strftime's %Y) was no ISO date, so a valid past date was refused
+    # under the library's name (not_after) and a datetime was stored unreadable.
+    assert parse_not_after("0999-01-01") == "0999-01-01T00:00:00Z"
+    assert check_not_after(parse_not_after("0999-01-01")) == "0999-01-01T00:00:00Z"
+    assert check_not_after(datetime(999, 1, 1)) == "0999-01-01T00:00:00Z"
+    assert due_at(None, None, "0999-01-01T00:00:00Z") == (
+        datetime(999, 1, 1, tzinfo=timezone.utc),
+        "not-after",
+    )
 
 
 def test_schedule_is_stored_survives_saves_rollbacks_and_undelete_and_expiry_moves_with_value(
