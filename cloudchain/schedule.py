@@ -20,6 +20,9 @@ from .errors import ValidationError
 from .summary import RowSummary
 
 DEFAULT_WITHIN = 7 * 86_400.0
+# The longest period: a hundred years. A longer one means no schedule (off); one past
+# DynamoDB's 38 digits was written, and broke the listings of its service.
+MAX_ROTATE_EVERY = 36_500 * 86_400
 PERIOD = "period"
 NOT_AFTER = "not-after"
 # The oldest SavedAt: a current version that records none (saved before versions) is as old
@@ -102,6 +105,8 @@ def check_rotate_every(seconds: float | None, name: str = "rotate_every") -> int
         raise ValidationError(f"{name} must be at least one second, not {seconds!r}")
     if not math.isfinite(seconds):
         raise ValidationError(f"{name} must be a finite number of seconds")
+    if seconds > MAX_ROTATE_EVERY:
+        raise ValidationError(f"{name} must be at most 36500d (100 years); off clears it")
     return math.ceil(seconds)
 
 

@@ -200,6 +200,10 @@ def test_due_exits_5_when_something_is_due_0_when_only_soon_and_makes_no_kms_cal
         ([*ROW, "--save", "v", "--rotate-every", "0d"], "--rotate-every"),
         ([*ROW, "--save", "v", "--rotate-every", "-1d"], "--rotate-every"),
         ([*ROW, "--save", "v", "--rotate-every", "1x"], "--rotate-every"),
+        # More digits than DynamoDB's numbers hold: it was written (or refused by AWS), and
+        # the service's listings then failed.
+        ([*ROW, "--save", "v", "--rotate-every", "9" * 45 + "w"], "--rotate-every"),
+        ([*ROW, "--rotate-every", "36501d"], "--rotate-every"),
         ([*ROW, "--save", "v", "--not-after", "2026-13-01"], "--not-after"),
         ([*ROW, "--rotate-every", "30"], "--rotate-every"),
         ([*ROW, "--not-after", "soon"], "--not-after"),
@@ -223,7 +227,12 @@ def test_bad_durations_and_dates_are_one_line_usage_errors_naming_the_flag_befor
 
 def test_library_refuses_a_bad_schedule_before_any_aws_call(cli: CloudChain) -> None:
     calls = CallCounter(cli._dynamodb, cli._kms)
-    for bad in ({"rotate_every": 0}, {"rotate_every": float("inf")}, {"not_after": "2027-02-30"}):
+    for bad in (
+        {"rotate_every": 0},
+        {"rotate_every": float("inf")},
+        {"rotate_every": 10**50},
+        {"not_after": "2027-02-30"},
+    ):
         with pytest.raises(ValidationError):
             cli.save("billing", "alice", "v", **bad)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
