@@ -324,3 +324,22 @@ def test_a_schedule_on_a_reference_row_keeps_it_readable(
     assert [(d.user, d.due) for d in cli.due()] == [("u", True)]
     assert main(["--due", "-e", "old"]) == 5
     assert capsys.readouterr().out == "old\tu\t1\t-\t1970-01-31T00:00:00Z\tperiod\tdue\n"
+
+
+def test_a_stored_not_after_with_control_characters_is_printed_escaped(
+    cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Whoever can write the table could put a terminal escape in NotAfter, which --list,
+    # --history and --schedule printed as it was (saved-at, beside it, is escaped).
+    cli.save("billing", "alice", "v", not_after="2030-01-01")
+    cli._dynamodb.update_item(
+        TableName="safedb",
+        Key={"Service": {"S": "billing"}, "Username": {"S": "alice"}},
+        UpdateExpression="SET NotAfter = :n",
+        ExpressionAttributeValues={":n": {"S": "2030-01-01T00:00:00Z\x1b]0;owned\x07"}},
+    )
+    capsys.readouterr()
+    for argv in (["--list"], [*ROW, "--history"], [*ROW, "--schedule"]):
+        assert main(argv) == 0
+        out = capsys.readouterr()
+        assert "\x1b" not in out.out + out.err and "\\x1b]0;owned\\x07" in out.out + out.err

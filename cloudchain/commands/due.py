@@ -37,7 +37,7 @@ def describe_schedule(rotate_every: int | None, not_after: str | None) -> str:
     if rotate_every is not None:
         fields.append(f"rotate-every={format_duration(rotate_every)}")
     if not_after is not None:
-        fields.append(f"not-after={not_after}")
+        fields.append(f"not-after={shown(not_after)}")  # as stored: escaped
     return " ".join(fields) or "no schedule"
 
 
