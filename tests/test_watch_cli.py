@@ -57,3 +57,35 @@ def test_watch_options_without_watch_are_refused(capsys: pytest.CaptureFixture[s
 def test_a_childs_status_is_reported_as_a_shell_does() -> None:
     assert exit_status(3) == 3
     assert exit_status(-15) == 143
+
+
+def test_a_watch_the_agent_drops_goes_to_aws_once_and_asks_the_agent_again() -> None:
+    # An agent at its connection cap closes waiting connections first, and anyone on the host
+    # can open connections: one dropped long-poll used to end watching through the agent for
+    # good (with no AWS credentials, as behind an agent, nothing was seen to change again).
+    from types import SimpleNamespace
+
+    from cloudchain.agent.client import AgentUnavailable
+    from cloudchain.commands.watch import Plan, Watcher
+    from cloudchain.supervise import Events
+
+    class Agent:
+        calls = 0
+
+        def watch(self, service: str, since: str | None, timeout: float) -> tuple[str, bool]:
+            self.calls += 1
+            if self.calls <= 2:
+                raise AgentUnavailable("cannot reach the agent (the answer ended early)")
+            return "t2", True
+
+    checks: list[str] = []
+    chain = SimpleNamespace(change_check=lambda s: checks.append(s) or SimpleNamespace(token="t1"))
+    inv = SimpleNamespace(agent=Agent(), chain=chain, args=SimpleNamespace(service="web"))
+    events = Events()
+    watcher = Watcher(inv, Plan("restart", 0, 0.01, 1.0), events)  # type: ignore[arg-type]
+    assert watcher.token("t0", 60.0) == "t1"  # dropped: AWS this round, after --interval
+    assert watcher.token("t1", 60.0) == "t1"  # dropped again: one warning per outage
+    assert watcher.token("t1", 60.0) == "t2"  # the agent is asked again, and answers
+    assert checks == ["web", "web"]
+    kinds = [events.next(0) for _ in range(3)]
+    assert [e.kind for e in kinds if e is not None] == ["warning", "recovered"]

@@ -125,21 +125,30 @@ class Watcher:
         self._service: str = inv.args.service
         self._stop = threading.Event()
         self._failing = False
+        # Asked again after a failure: one dropped connection (an agent at its connection cap
+        # closes waiting ones first, and anyone on the host can fill it) must not end watching
+        # through the agent for the life of the command.
+        self._agent = inv.agent
+        self._agent_failing = False
 
     def _agent_token(self, since: str | None, timeout: float) -> str | None:
         """The agent's token (after waiting up to timeout for a change since since); None
         when there is no agent to ask."""
         from ..agent.client import AgentUnavailable
 
-        agent = self._inv.agent
-        if agent is None:
+        if self._agent is None:
             return None
         try:
-            return agent.watch(self._service, since, timeout)[0]
+            found = self._agent.watch(self._service, since, timeout)[0]
         except AgentUnavailable as why:
-            self._events.put(Event("warning", text=f"{why}; checking AWS directly"))
-            self._inv.agent = None
+            if not self._agent_failing:
+                self._agent_failing = True
+                self._events.put(Event("warning", text=f"{why}; checking AWS directly"))
             return None
+        if self._agent_failing:
+            self._agent_failing = False
+            self._events.put(Event("recovered", text="the agent answers again"))
+        return found
 
     def token(self, since: str | None = None, timeout: float = 0.0) -> str:
         """The service's token now (waiting for a change since since, through the agent)."""
@@ -147,7 +156,7 @@ class Watcher:
         if found is not None:
             return found
         if since is not None:
-            self._stop.wait(timeout)
+            self._stop.wait(min(timeout, self._plan.interval) if self._agent else timeout)
         return self._inv.chain.change_check(self._service).token
 
     def _checked(self, since: str | None, timeout: float) -> str | None:
@@ -173,7 +182,7 @@ class Watcher:
 
     def _run(self, token: str) -> None:
         while not self._stop.is_set():
-            wait = AGENT_POLL if self._inv.agent is not None else self._plan.interval
+            wait = AGENT_POLL if self._agent is not None else self._plan.interval
             found = self._checked(token, wait)
             if found is None or found == token:
                 if found is None:
@@ -203,14 +212,20 @@ def supervise(
     """Run command as a child and watch the service; return cchain's exit status."""
     events = Events()
     watcher = Watcher(inv, plan, events)
+    agent = inv.agent
+
+    def read_environment() -> dict[str, str]:
+        inv.agent = agent  # a read the agent failed once went to AWS: ask it again
+        return environment()
+
     token = watcher.token()  # before reading: a write after this is seen as a change
-    env = environment()
+    env = read_environment()
     number = 1
     with events.signals():
         child = Child(program, command, env, events.queue, number)
         watcher.start(token)
         try:
-            return _loop(inv, plan, events, child, env, environment, program, command)
+            return _loop(inv, plan, events, child, env, read_environment, program, command)
         finally:
             watcher.stop()
 
