@@ -343,3 +343,26 @@ def test_a_stored_not_after_with_control_characters_is_printed_escaped(
         assert main(argv) == 0
         out = capsys.readouterr()
         assert "\x1b" not in out.out + out.err and "\\x1b]0;owned\\x07" in out.out + out.err
+
+
+def test_the_agent_rereads_due_dates_before_its_horizon_passes_with_no_change(
+    cli: CloudChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Due dates are read to DUE_HORIZON ahead and re-read at a change: a secret due past the
+    # horizon, in a service that never changed, was never counted by a long-running agent.
+    import time
+
+    from cloudchain.agent import cached as cached_module
+    from cloudchain.agent.cached import DUE_HORIZON, CachedSecrets
+
+    cli.save("billing", "far", "v", rotate_every=400 * DAY)
+    cached = CachedSecrets(cli, ttl=60, stale_if_error=0, max_entries=10, prefetch=["billing"])
+    cached.load("billing")
+    assert cached.due_dates["billing"] == []  # past the horizon
+    calls = CallCounter(cli._dynamodb, cli._kms)
+    cached.refresh_period()
+    assert calls.operations == ["Query"]  # the check; nothing changed, nothing more
+    later = time.monotonic() + DUE_HORIZON / 2 + 1
+    monkeypatch.setattr(cached_module.time, "monotonic", lambda: later)
+    cached.refresh_period()
+    assert calls.operations == ["Query", "Query", "Query"]  # the check, then the due dates

@@ -84,6 +84,7 @@ class CachedSecrets:
         # When each scheduled secret of a prefetched service falls due (ISO 8601 UTC, which
         # sorts as time does), by service: the due gauge counts those past at each scrape.
         self.due_dates: dict[str, list[str]] = {}
+        self._due_read: dict[str, float] = {}  # when (monotonic): re-read before the horizon
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -184,7 +185,9 @@ class CachedSecrets:
             self._held[service], self._marks[service] = found, marks
         self.counters.add("refreshes")
         self.feed.publish(service, marks.token)
-        if changed or service not in self.due_dates:  # a save or schedule change moves them
+        # A save or schedule change moves them; time brings later ones within the horizon.
+        read = self._due_read.get(service)
+        if changed or read is None or time.monotonic() - read > DUE_HORIZON / 2:
             self._load_due_dates(service)
 
     def _refresh(self, service: str) -> None:
@@ -226,6 +229,7 @@ class CachedSecrets:
             log.warning("cannot read the rotation schedule of %s: %s", service, err)
             return
         self.due_dates[service] = [d.due_at for d in found]
+        self._due_read[service] = time.monotonic()
 
     def due_now(self) -> int:
         """How many secrets of the prefetched services are due for rotation now."""
