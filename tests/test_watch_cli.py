@@ -89,3 +89,21 @@ def test_a_watch_the_agent_drops_goes_to_aws_once_and_asks_the_agent_again() -> 
     assert checks == ["web", "web"]
     kinds = [events.next(0) for _ in range(3)]
     assert [e.kind for e in kinds if e is not None] == ["warning", "recovered"]
+
+
+def test_a_watched_command_that_cannot_run_exits_127_or_126_as_exec_does(
+    chain: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # docs/cli.md's exit codes: 127 not found, 126 cannot be run; --watch exited 1 with
+    # "No such file or directory: /nonexistent" instead.
+    from helpers import KEY_ALIAS
+
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    chain.save("web", "a", "one")
+    capsys.readouterr()
+    for command, code, why in (
+        ("/nonexistent", 127, "No such file or directory"),
+        ("/etc/passwd", 126, "Permission denied"),
+    ):
+        assert main(["-e", "web", "--exec", "--watch", "--", command]) == code
+        assert capsys.readouterr().err == f"cchain: error: cannot run {command}: {why}\n"

@@ -12,6 +12,7 @@ most SETTLE_MAX), then reads the new values, and restarts only if the environmen
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -23,7 +24,14 @@ from ..supervise import Child, Event, Events, exit_status, stop, terminal_sent
 from ..validation import shown
 from .io import info, warn
 from .secrets import tags_of
-from .spec import EXIT_INTERRUPTED, Invocation, Option, Section
+from .spec import (
+    EXIT_CANNOT_EXECUTE,
+    EXIT_COMMAND_NOT_FOUND,
+    EXIT_INTERRUPTED,
+    Invocation,
+    Option,
+    Section,
+)
 
 # --on-change exit: cchain stops the child and exits with this (EX_TEMPFAIL: run me again).
 EXIT_CHANGED = 75
@@ -222,12 +230,27 @@ def supervise(
     env = read_environment()
     number = 1
     with events.signals():
-        child = Child(program, command, env, events.queue, number)
-        watcher.start(token)
         try:
+            child = _child(program, command, env, events, number)
+            watcher.start(token)
             return _loop(inv, plan, events, child, env, read_environment, program, command)
+        except _CannotRun as err:
+            info(f"error: cannot run {command[0]}: {err.strerror}")
+            return EXIT_COMMAND_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
         finally:
             watcher.stop()
+
+
+class _CannotRun(OSError):
+    """The command could not be started (as execve fails for --exec without --watch)."""
+
+
+def _child(program: str, command: list[str], env: Mapping[str, str], events: Events,
+           number: int) -> Child:  # fmt: skip
+    try:
+        return Child(program, command, env, events.queue, number)
+    except OSError as err:
+        raise _CannotRun(err.errno, err.strerror) from None
 
 
 def _loop(
@@ -260,7 +283,7 @@ def _loop(
             pending += stop(child, events, plan.grace)
             info(f"{inv.args.service} changed: restarting {command[0]}")
             env = fresh
-            child = Child(program, command, env, events.queue, child.number + 1)
+            child = _child(program, command, env, events, child.number + 1)
         elif event.kind == "exited" and event.child == child.number:
             return exit_status(event.value)
         elif event.kind == "signal":
