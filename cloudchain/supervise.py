@@ -83,6 +83,7 @@ class Events:
 
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self.children: list[Child] = []  # every child started, for the caller to clean up
 
     def put(self, event: Event) -> None:
         self.queue.put(event)

@@ -3,6 +3,9 @@ and bad ones are one line, exit 2, before any AWS call."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from cloudchain.cli import main
@@ -107,3 +110,38 @@ def test_a_watched_command_that_cannot_run_exits_127_or_126_as_exec_does(
     ):
         assert main(["-e", "web", "--exec", "--watch", "--", command]) == code
         assert capsys.readouterr().err == f"cchain: error: cannot run {command}: {why}\n"
+
+
+def test_an_unexpected_error_while_watching_kills_the_child_instead_of_orphaning_it(
+    chain: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An error no branch expects (here: a bug in reading the new values) ended cchain and
+    # left the child running, unsupervised, with the old values.
+    import threading
+    import time
+
+    from helpers import KEY_ALIAS
+
+    from cloudchain.commands import execute
+
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    chain.save("web", "a", "one")
+    real, reads = execute.build, []
+
+    def build(*args: Any) -> Any:
+        reads.append(1)
+        if len(reads) > 1:
+            raise RuntimeError("a bug")
+        return real(*args)
+
+    monkeypatch.setattr(execute, "build", build)
+    pid_file = tmp_path / "pid"
+    threading.Timer(0.5, lambda: chain.save("web", "a", "two")).start()
+    command = ["sh", "-c", f"echo $$ > {pid_file}; exec sleep 30"]
+    with pytest.raises(RuntimeError):
+        main(["-e", "web", "--exec", "--watch", "--interval", "100ms", "--", *command])
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # killed, and reaped by its waiting thread
+    assert not Path(f"/proc/{pid}").exists()

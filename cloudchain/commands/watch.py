@@ -237,6 +237,10 @@ def supervise(
         except _CannotRun as err:
             info(f"error: cannot run {command[0]}: {err.strerror}")
             return EXIT_COMMAND_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
+        except BaseException:  # a bug must not leave the command running unsupervised
+            for started in events.children:
+                started.send(signal.SIGKILL)
+            raise
         finally:
             watcher.stop()
 
@@ -248,9 +252,11 @@ class _CannotRun(OSError):
 def _child(program: str, command: list[str], env: Mapping[str, str], events: Events,
            number: int) -> Child:  # fmt: skip
     try:
-        return Child(program, command, env, events.queue, number)
+        child = Child(program, command, env, events.queue, number)
     except OSError as err:
         raise _CannotRun(err.errno, err.strerror) from None
+    events.children.append(child)
+    return child
 
 
 def _loop(
