@@ -110,6 +110,22 @@ class Events:
                 signal.signal(signum, old)
 
 
+class CannotRun(OSError):
+    """The command could not be started (as execve fails for --exec without --watch)."""
+
+
+def start_child(
+    program: str, argv: Sequence[str], env: Mapping[str, str], events: Events, number: int
+) -> Child:
+    """Start a child, noted in events.children; CannotRun when it cannot be started."""
+    try:
+        child = Child(program, argv, env, events.queue, number)
+    except OSError as err:
+        raise CannotRun(err.errno, err.strerror) from None
+    events.children.append(child)
+    return child
+
+
 def terminal_sent(signum: int) -> bool:
     """Whether a SIGINT or SIGQUIT most likely came from our terminal's keyboard: we are in
     its foreground process group, and so is the child (it shares ours), which got it too."""

@@ -20,7 +20,16 @@ from typing import NamedTuple
 
 from ..durations import format_duration, parse_duration
 from ..errors import CloudChainError, ValidationError
-from ..supervise import Child, Event, Events, exit_status, stop, terminal_sent
+from ..supervise import (
+    CannotRun,
+    Child,
+    Event,
+    Events,
+    exit_status,
+    start_child,
+    stop,
+    terminal_sent,
+)
 from ..validation import shown
 from .io import info, warn
 from .secrets import tags_of
@@ -231,10 +240,10 @@ def supervise(
     number = 1
     with events.signals():
         try:
-            child = _child(program, command, env, events, number)
+            child = start_child(program, command, env, events, number)
             watcher.start(token)
             return _loop(inv, plan, events, child, env, read_environment, program, command)
-        except _CannotRun as err:
+        except CannotRun as err:
             info(f"error: cannot run {command[0]}: {err.strerror}")
             return EXIT_COMMAND_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
         except BaseException:  # a bug must not leave the command running unsupervised
@@ -243,20 +252,6 @@ def supervise(
             raise
         finally:
             watcher.stop()
-
-
-class _CannotRun(OSError):
-    """The command could not be started (as execve fails for --exec without --watch)."""
-
-
-def _child(program: str, command: list[str], env: Mapping[str, str], events: Events,
-           number: int) -> Child:  # fmt: skip
-    try:
-        child = Child(program, command, env, events.queue, number)
-    except OSError as err:
-        raise _CannotRun(err.errno, err.strerror) from None
-    events.children.append(child)
-    return child
 
 
 def _loop(
@@ -289,7 +284,7 @@ def _loop(
             pending += stop(child, events, plan.grace)
             info(f"{inv.args.service} changed: restarting {command[0]}")
             env = fresh
-            child = _child(program, command, env, events, child.number + 1)
+            child = start_child(program, command, env, events, child.number + 1)
         elif event.kind == "exited" and event.child == child.number:
             return exit_status(event.value)
         elif event.kind == "signal":
