@@ -106,6 +106,11 @@ def autocomplete(parser: argparse.ArgumentParser) -> None:
             action.completer = complete_services  # type: ignore[attr-defined]
         elif "--user" in action.option_strings:
             action.completer = complete_users  # type: ignore[attr-defined]
+    from .exec_argv import ServiceFlag
+
+    # argcomplete runs only actions it knows have no side effects: -e's own action sets only
+    # args.service(s), which -u's completer reads.
+    argcomplete.safe_actions.add(ServiceFlag)  # type: ignore[attr-defined]
     argcomplete.autocomplete(parser)
 
 
