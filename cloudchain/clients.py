@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_REGION, Config, check_region, kms_endpoint_for, region_hint
+from .config import DEFAULT_REGION, Config, kms_endpoint_for
 from .errors import RegionNameError, is_loopback
+from .region_names import check_region, region_hint
 
 if TYPE_CHECKING:
     import boto3

@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlparse
 
 from .errors import CloudChainConfigError, RegionNameError, ValidationError
+from .region_names import check_region, region_hint
 from .validation import (
     EndpointValueError,
     check_choice,
@@ -70,46 +70,6 @@ def _boolean(raw: str) -> bool:
     if value is None:
         raise ValueError(f"{raw!r} is not one of true, false, yes, no, on, off, 1, 0")
     return value
-
-
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
-
-
-@lru_cache(maxsize=1)
-def known_regions() -> frozenset[str]:
-    """The regions botocore's partition data lists (every partition); empty if it has none."""
-    from .clients import shared_loader  # botocore: only once a region is actually named
-
-    try:
-        partitions = shared_loader().load_data("partitions")["partitions"]
-    except Exception:  # an old botocore without the file: the name's shape is all we check
-        return frozenset()
-    return frozenset(region for p in partitions for region in p.get("regions", {}))
-
-
-class UnknownRegion(ValueError):
-    """A well-formed region name that botocore does not list."""
-
-
-def check_region(region: object) -> str:
-    """Return an AWS region name after checking it: its shape (us-east-1, ap-southeast-2...),
-    and that botocore knows it, so a misspelt name is refused instead of retried."""
-    if not isinstance(region, str) or not _REGION.fullmatch(region):
-        raise ValueError(f"{region!r} is not an AWS region name")
-    known = known_regions()
-    if known and region not in known:
-        raise UnknownRegion(f"{region!r} is not a region botocore knows")
-    return region
-
-
-def region_hint(err: ValueError) -> str:
-    """What to do about a region name check_region refused."""
-    if isinstance(err, UnknownRegion):
-        return (
-            "check its spelling (`aws ec2 describe-regions` lists them); a region newer than "
-            "botocore needs `pip install -U botocore`"
-        )
-    return "a region name looks like us-east-1 or eu-west-2"
 
 
 def _regions(raw: str) -> tuple[str, ...]:

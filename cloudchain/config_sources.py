@@ -18,15 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from .config import (
-    REGION_ENDPOINTS,
-    SETTINGS,
-    Config,
-    check_region,
-    region_hint,
-)
+from .config import REGION_ENDPOINTS, SETTINGS, Config
 from .config_file import config_path, read_config_file
 from .errors import CloudChainConfigError, RegionNameError
+from .region_names import check_region, region_hint
 from .validation import EndpointValueError, check_endpoint
 
 log = logging.getLogger(__name__)
