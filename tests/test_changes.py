@@ -125,6 +125,24 @@ def test_refresh_decrypts_only_what_changed_at_once(
     assert sorted(_values(agent_cache)) == ["u1", "u2", "u3", "u4", "u9"]
 
 
+def test_a_promote_made_elsewhere_is_seen_and_decrypted_once_a_staging_is_not(
+    chain: CloudChain, agent_cache: CachedSecrets
+) -> None:
+    heard: list[str] = []
+    agent_cache.feed.subscribe(lambda service, token: heard.append(token))
+    chain.save(SERVICE, "u1", "staged", stage="pending")  # readers still get the current value
+    calls = CallCounter(chain._dynamodb, chain._kms)
+    agent_cache._reload(SERVICE)
+    assert agent_cache.secret(SERVICE, "u1").value == "first-1"
+    assert calls.count("Decrypt") <= 1  # the row changed (its revision), its current did not
+    chain.promote(SERVICE, "u1")  # elsewhere: the agent is not told
+    calls = CallCounter(chain._dynamodb, chain._kms)
+    agent_cache._reload(SERVICE)
+    assert calls.count("Decrypt") == 1 and len(heard) == 2
+    assert agent_cache.secret(SERVICE, "u1").value == "staged"
+    assert agent_cache.secret(SERVICE, "u1").version == 2
+
+
 def test_feed_tells_listeners_of_a_change_only(
     chain: CloudChain, agent_cache: CachedSecrets
 ) -> None:
