@@ -33,6 +33,11 @@ class StagedWriter(RowWriter):
             raise self._store.not_found(service, user)
         return row
 
+    def _current(self, row: layout.StoredItem) -> layout.StoredVersion:
+        # A reference row gains attributes here: its version is bound to it first, or it
+        # would no longer decrypt (only a bare reference row may take the legacy contexts).
+        return self._store.rebound(row.service, row.user, row.current)
+
     def save_pending(
         self,
         service: str,
@@ -72,7 +77,8 @@ class StagedWriter(RowWriter):
             )  # fmt: skip
             state = replace(self._state(item, row, write_id), pending=pending)
             return Write(
-                layout.build_item(service, user, row.current, list(row.history), state), version
+                layout.build_item(service, user, self._current(row), list(row.history), state),
+                version,
             )
 
         result = self._write(service, user, plan, "stage")
@@ -153,7 +159,7 @@ class StagedWriter(RowWriter):
             )
             state = replace(self._state(item, row, write_id), pending=None)
             history = [record, *row.history][: state.retention]
-            new_item = layout.build_item(service, user, row.current, history, state)
+            new_item = layout.build_item(service, user, self._current(row), history, state)
             return Write(new_item, pending.version)
 
         result = self._write(service, user, plan, "abort")
@@ -178,7 +184,9 @@ class StagedWriter(RowWriter):
                     hint="wait for it, or for its lease to expire",
                 )
             state = replace(self._state(item, row, write_id), lease=layout.Lease(holder, until))
-            new_item = layout.build_item(service, user, row.current, list(row.history), state)
+            new_item = layout.build_item(
+                service, user, self._current(row), list(row.history), state
+            )
             return Write(new_item, row)
 
         result = self._write(service, user, plan, "claim the rotation of")
@@ -193,7 +201,9 @@ class StagedWriter(RowWriter):
             if row is None or row.lease is None or row.lease.holder != holder:
                 return None
             state = replace(self._state(item, row, write_id), lease=None)
-            new_item = layout.build_item(service, user, row.current, list(row.history), state)
+            new_item = layout.build_item(
+                service, user, self._current(row), list(row.history), state
+            )
             return Write(new_item, None)
 
         self._write(service, user, plan, "release the rotation of")

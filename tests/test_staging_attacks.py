@@ -1,0 +1,52 @@
+"""Attacks on staged versions and --rotate: writes that race a rotation, stale or legacy rows
+(API, moto)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import KEY_ALIAS
+
+from cloudchain import CloudChain
+from cloudchain.rotation import Hook, HookFailedError, rotate
+
+LEGACY = {"Service": {"S": "old"}, "Username": {"S": "u"}}
+
+
+def _hook(tmp_path: Path, body: str = "exit 0") -> Hook:
+    """A hook that logs each step and the value it was given, then runs body."""
+    path = tmp_path / "hook.sh"
+    path.write_text(f'#!/bin/sh\nv=$(cat)\necho "$1 $v" >> {tmp_path}/calls\n{body}\n')
+    path.chmod(0o755)
+    return Hook((str(path),))
+
+
+def _calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_staging_or_rotating_a_legacy_reference_row_keeps_its_current_value_readable(
+    chain: CloudChain, kms: Any, dynamodb: Any, tmp_path: Path
+) -> None:
+    def legacy_row() -> None:
+        blob = kms.encrypt(KeyId=KEY_ALIAS, Plaintext=b"legacy", EncryptionContext={})
+        secret = base64.b64encode(blob["CiphertextBlob"]).decode()
+        dynamodb.put_item(TableName="safedb", Item={**LEGACY, "Secret": {"S": secret}})
+
+    legacy_row()
+    chain.save("old", "u", "staged", stage="pending")  # the row gains Pending, Revision, ...
+    assert chain.read("old", "u") == "legacy"
+    chain.abort("old", "u")
+    assert chain.read("old", "u") == "legacy"
+    legacy_row()
+    with pytest.raises(HookFailedError):  # the lease is taken and given back
+        rotate(chain, "old", "u", "new", _hook(tmp_path, "exit 3"))
+    assert chain.read("old", "u") == "legacy"
+    legacy_row()
+    assert rotate(chain, "old", "u", "new").version == 2
+    assert chain.read("old", "u") == "new"
+    assert chain.read("old", "u", stage="previous") == "legacy"
