@@ -22,6 +22,7 @@ class StagedWrites(SecretWrites):
         expect_version: int | None = None,
         comment: str | None = None,
         _lease: str | None = None,
+        _pending: int | None = None,
     ) -> int:
         """Make the pending version of service/user current in one conditional write and
         return its number; the old current one goes into history (and becomes "previous").
@@ -38,7 +39,12 @@ class StagedWrites(SecretWrites):
             service,
             user,
             lambda: self._writer.promote(
-                service, user, expect_version=expect_version, why=why, holder=_lease
+                service,
+                user,
+                expect_version=expect_version,
+                why=why,
+                holder=_lease,
+                pending_version=_pending,
             ),
         )
 

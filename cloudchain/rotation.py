@@ -106,7 +106,7 @@ def rotate(
         if on_step is not None:
             on_step("finish", pending)
         version = chain.promote(
-            service, user, expect_version=current, comment=comment, _lease=holder
+            service, user, expect_version=current, comment=comment, _lease=holder, _pending=pending
         )
         promoted = True
         return Rotated(version, current, resumed)
@@ -126,7 +126,7 @@ def _run_hook(
     current: int,
     on_step: Callable[[str, int], None] | None,
 ) -> None:
-    secret = chain.read(service, user, stage="pending")
+    secret = chain.read(service, user, pending)  # this very version: promote checks it is
     value = secret if isinstance(secret, bytes) else secret.encode("utf-8")
     env = hook_environment(service, user, pending, current)
     shown = hook.argv[0]

@@ -108,9 +108,11 @@ class StagedWriter(RowWriter):
         expect_version: int | None = None,
         why: Why,
         holder: str | None = None,
+        pending_version: int | None = None,
     ) -> int:
         """Make the pending version current in one conditional write (the old current goes
-        into History); return its number. holder: the rotation lease to check and clear."""
+        into History); return its number. holder: the rotation lease to check and clear;
+        pending_version: only if the pending version is that one (the one a hook set)."""
         store = self._store
 
         def plan(item: layout.StoredItem | None, write_id: str) -> Write[int]:
@@ -123,6 +125,13 @@ class StagedWriter(RowWriter):
                 raise VersionConflictError(
                     f"{where} is at version {current}, not {expect_version}; nothing was promoted",
                     current_version=current,
+                )
+            if pending_version is not None and pending.version != pending_version:
+                raise VersionConflictError(
+                    f"{where}: pending version {pending_version} was replaced by "
+                    f"{pending.version} while the hook ran; nothing was promoted",
+                    current_version=current,
+                    hint="run --rotate again to set and test the new pending version",
                 )
             if pending.version < current:
                 raise VersionConflictError(

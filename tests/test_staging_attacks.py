@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import KEY_ALIAS
 
-from cloudchain import CloudChain
+from cloudchain import CloudChain, VersionConflictError
 from cloudchain.rotation import Hook, HookFailedError, rotate
 
 LEGACY = {"Service": {"S": "old"}, "Username": {"S": "u"}}
@@ -50,3 +50,30 @@ def test_staging_or_rotating_a_legacy_reference_row_keeps_its_current_value_read
     assert rotate(chain, "old", "u", "new").version == 2
     assert chain.read("old", "u") == "new"
     assert chain.read("old", "u", stage="previous") == "legacy"
+
+
+def test_a_rotation_promotes_only_the_pending_version_its_hook_set_and_tested(
+    chain: CloudChain, tmp_path: Path
+) -> None:
+    chain.save("s", "u", "v1")
+
+    def meddle(step: str, version: int) -> None:
+        if step == "finish":  # an operator replaces the pending value while the hook ran
+            chain.save("s", "u", "operator", stage="pending", replace_pending=True)
+
+    with pytest.raises(VersionConflictError, match="nothing was promoted"):
+        rotate(chain, "s", "u", "hooked", _hook(tmp_path), on_step=meddle)
+    assert _calls(tmp_path) == ["set hooked", "test hooked"]
+    assert chain.read("s", "u") == "v1"  # never a value the database was not given
+    assert chain.read("s", "u", stage="pending") == "operator"
+
+    def abort_and_stage(step: str, version: int) -> None:
+        if step == "test":
+            chain.abort("s", "u")
+            chain.save("s", "u", "restaged", stage="pending")
+
+    with pytest.raises(VersionConflictError, match="nothing was promoted"):
+        rotate(chain, "s", "u", "unused", _hook(tmp_path), on_step=abort_and_stage)
+    assert chain.read("s", "u") == "v1"
+    assert chain._claim_rotation("s", "u", "next", 60) == (1, 4)  # the lease was given back
+
