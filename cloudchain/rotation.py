@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import CloudChainError
+from .errors import CloudChainError, VersionConflictError
 from .process import Finished, run_bounded
 from .results import Secret
 
@@ -96,6 +96,14 @@ def rotate(
     promoted = False
     try:
         resumed = pending is not None
+        if pending is not None and pending < current:
+            # Saved since it was staged, it can never be promoted: no hook may set it.
+            raise VersionConflictError(
+                f"{service}/{user}: pending version {pending} is older than the current "
+                f"version {current}, saved since; nothing was done",
+                current_version=current,
+                hint="--abort it, then --rotate again",
+            )
         if pending is None:
             new = value() if callable(value) else value
             pending = chain.save(service, user, new, stage="pending", comment=comment)

@@ -77,3 +77,17 @@ def test_a_rotation_promotes_only_the_pending_version_its_hook_set_and_tested(
     assert chain.read("s", "u") == "v1"
     assert chain._claim_rotation("s", "u", "next", 60) == (1, 4)  # the lease was given back
 
+
+def test_a_pending_version_older_than_current_is_refused_before_the_hook_runs(
+    chain: CloudChain, tmp_path: Path
+) -> None:
+    chain.save("s", "u", "v1")
+    chain.save("s", "u", "stale", stage="pending")
+    chain.save("s", "u", "v3")  # saved since: pending version 2 can never be promoted
+    with pytest.raises(VersionConflictError, match="older than the current") as info:
+        rotate(chain, "s", "u", "unused", _hook(tmp_path))
+    assert _calls(tmp_path) == []  # the database was not set to a value that cannot go live
+    assert info.value.hint is not None and "--abort" in info.value.hint
+    assert chain.read("s", "u") == "v3"
+    chain.abort("s", "u")  # the lease was given back, and the way out works
+    assert rotate(chain, "s", "u", "v5", _hook(tmp_path)).version == 4
