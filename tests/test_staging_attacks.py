@@ -11,6 +11,7 @@ import pytest
 from helpers import KEY_ALIAS
 
 from cloudchain import CloudChain, VersionConflictError
+from cloudchain.cli import main
 from cloudchain.rotation import Hook, HookFailedError, rotate
 
 LEGACY = {"Service": {"S": "old"}, "Username": {"S": "u"}}
@@ -91,3 +92,24 @@ def test_a_pending_version_older_than_current_is_refused_before_the_hook_runs(
     assert chain.read("s", "u") == "v3"
     chain.abort("s", "u")  # the lease was given back, and the way out works
     assert rotate(chain, "s", "u", "v5", _hook(tmp_path)).version == 4
+
+
+def test_ctrl_c_while_telling_the_agent_still_counts_the_secret_rotated(
+    chain: CloudChain, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    monkeypatch.setattr("sys.stdin", None)
+    for user in ("first", "second"):
+        chain.save("db", user, "v1", not_after="2020-01-01")
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the agent is told about the first one
+
+    monkeypatch.setattr("cloudchain.commands.rotation.refresh_agent", interrupted)
+    assert main(["--rotate", "--due", "-e", "db", "--generate"]) == 130
+    err = capsys.readouterr().err
+    rotated = [u for u in ("first", "second") if chain.read_versioned("db", u).version == 2]
+    assert len(rotated) == 1, err
+    assert (
+        f"interrupted after db/{rotated[0]}; rotated 1, failed 0, skipped 0, 1 not started" in err
+    )

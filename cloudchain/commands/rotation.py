@@ -149,22 +149,22 @@ def rotate_due(inv: Invocation) -> int:
                 chain, secret.service, secret.user, lambda: generated_value(spec), hook,
                 comment=args.comment,
             )  # fmt: skip
+            done["rotated"].append(where)
+            info(f"rotated {where} to version {rotated.version} (was {rotated.previous_version})")
+            refresh_agent(args, secret.service, secret.user)
         except KeyboardInterrupt:
+            # Stopped while telling the agent, it was rotated all the same: say so.
+            state = "after" if where in done["rotated"] else "during"
             left = len(due) - n - 1
-            info(f"interrupted during {where} (nothing promoted for it); {summary()}, "
-                 f"{left} not started")  # fmt: skip
+            info(f"interrupted {state} {where}" + ("" if state == "after" else
+                 " (nothing promoted for it)") + f"; {summary()}, {left} not started")  # fmt: skip
             raise
         except (HookFailedError, RotationBusyError) as err:
             done["failed" if isinstance(err, HookFailedError) else "skipped"].append(where)
             warn(str(err))
-            continue
         except CloudChainError as err:  # this secret's; the others still get their turn
             done["failed"].append(where)
             warn(f"{where}: {err}")
-            continue
-        done["rotated"].append(where)
-        info(f"rotated {where} to version {rotated.version} (was {rotated.previous_version})")
-        refresh_agent(args, secret.service, secret.user)
     info(f"{summary()} of {len(due)} due")
     return EXIT_ERROR if done["failed"] else EXIT_OK
 
