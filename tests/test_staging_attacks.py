@@ -113,3 +113,18 @@ def test_ctrl_c_while_telling_the_agent_still_counts_the_secret_rotated(
     assert (
         f"interrupted after db/{rotated[0]}; rotated 1, failed 0, skipped 0, 1 not started" in err
     )
+
+
+def test_the_hooks_output_goes_to_stderr_so_stdout_carries_only_the_version_and_value(
+    chain: CloudChain, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    monkeypatch.setattr("sys.stdin", None)
+    chain.save("s", "u", "v1")
+    hook = _hook(tmp_path, 'echo "hook says $1"; echo "hook warns $1" >&2')
+    argv = ["-e", "s", "-u", "u", "--rotate", "--generate", "--show", "--hook", *hook.argv]
+    assert main(argv) == 0
+    out, err = capfd.readouterr()
+    assert out.splitlines() == ["2", chain.read("s", "u")]  # `read version value` still works
+    assert "hook says set\n" in err and "hook warns test\n" in err
