@@ -93,7 +93,9 @@ class StagedWriter(RowWriter):
         return row.pending
 
     def _check_lease(self, row: layout.StoredItem, holder: str | None) -> None:
-        if holder is not None and row.lease is not None and row.lease.holder != holder:
+        # No lease at all is no more this rotation's than another's: the row was purged and
+        # made again (its version numbers with it) while the hook ran.
+        if holder is not None and (row.lease is None or row.lease.holder != holder):
             raise RotationBusyError(
                 f"another rotation of {self._store.where(row.service, row.user)} took over; "
                 "nothing was promoted",

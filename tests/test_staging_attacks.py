@@ -128,3 +128,19 @@ def test_the_hooks_output_goes_to_stderr_so_stdout_carries_only_the_version_and_
     out, err = capfd.readouterr()
     assert out.splitlines() == ["2", chain.read("s", "u")]  # `read version value` still works
     assert "hook says set\n" in err and "hook warns test\n" in err
+
+
+def test_a_rotation_whose_lease_vanished_promotes_nothing(
+    chain: CloudChain, tmp_path: Path
+) -> None:
+    chain.save("s", "u", "v1")
+
+    def recreate(step: str, version: int) -> None:
+        if step == "finish":  # purged and made again, numbers and all, while the hook ran
+            chain.purge("s", "u", force=True)
+            chain.save("s", "u", "new-row")
+            chain.save("s", "u", "never-set", stage="pending")
+
+    with pytest.raises(VersionConflictError, match="nothing was promoted"):
+        rotate(chain, "s", "u", "hooked", _hook(tmp_path), on_step=recreate)
+    assert chain.read("s", "u") == "new-row"
