@@ -144,3 +144,17 @@ def test_a_rotation_whose_lease_vanished_promotes_nothing(
     with pytest.raises(VersionConflictError, match="nothing was promoted"):
         rotate(chain, "s", "u", "hooked", _hook(tmp_path), on_step=recreate)
     assert chain.read("s", "u") == "new-row"
+
+
+def test_a_hook_timeout_past_a_day_is_a_usage_error_before_any_aws_call(
+    chain: CloudChain, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    monkeypatch.setattr("sys.stdin", None)
+    chain.save("s", "u", "v1")
+    for timeout in ("100000000w", "2d"):  # the first overflowed the wait: a traceback
+        argv = ["-e", "s", "-u", "u", "--rotate", "--generate", "--hook", "/bin/true"]
+        assert main([*argv, "--hook-timeout", timeout]) == 2
+        err = capsys.readouterr().err
+        assert err == f"cchain: error: --hook-timeout: at most 1d, not {timeout!r}\n"
+    assert chain.history("s", "u")[0].stage == "current"  # nothing staged

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..rotation import Hook
 
 DEFAULT_HOOK_TIMEOUT = "60s"
+MAX_HOOK_TIMEOUT = 86_400.0
 
 
 def promote(inv: Invocation) -> int:
@@ -58,7 +59,10 @@ def hook_of(command: str | None, timeout: str | None) -> tuple[str, ...] | None:
     problem = check_hook(argv)
     if problem is not None:
         raise ValidationError(f"--hook: {problem}")
-    parse_duration(timeout or DEFAULT_HOOK_TIMEOUT, "--hook-timeout")
+    if parse_duration(timeout or DEFAULT_HOOK_TIMEOUT, "--hook-timeout") > MAX_HOOK_TIMEOUT:
+        # The lease outlasts two steps, so a crashed rotation would block the next for long;
+        # and past ~290 years the wait itself cannot be expressed (OverflowError).
+        raise ValidationError(f"--hook-timeout: at most 1d, not {timeout!r}")
     return argv
 
 
