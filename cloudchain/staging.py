@@ -10,6 +10,7 @@ version like any other (crypto.context_for), so a swapped or replayed one fails 
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from . import crypto, layout
@@ -93,6 +94,16 @@ class StagedWriter(RowWriter):
         return row.pending
 
     def _check_lease(self, row: layout.StoredItem, holder: str | None) -> None:
+        lease = row.lease
+        if holder is None and lease is not None and lease.until > time.time():
+            # A promote by hand mid-rotation would make live a value the hook may not have
+            # set or tested yet.
+            raise RotationBusyError(
+                f"{self._store.where(row.service, row.user)} is being rotated by another run; "
+                "nothing was promoted",
+                current_version=row.current.version,
+                hint="wait for it, or for its lease to expire",
+            )
         # No lease at all is no more this rotation's than another's: the row was purged and
         # made again (its version numbers with it) while the hook ran.
         if holder is not None and (row.lease is None or row.lease.holder != holder):

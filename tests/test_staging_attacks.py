@@ -158,3 +158,15 @@ def test_a_hook_timeout_past_a_day_is_a_usage_error_before_any_aws_call(
         err = capsys.readouterr().err
         assert err == f"cchain: error: --hook-timeout: at most 1d, not {timeout!r}\n"
     assert chain.history("s", "u")[0].stage == "current"  # nothing staged
+
+
+def test_a_manual_promote_during_a_rotation_is_refused(chain: CloudChain) -> None:
+    chain.save("s", "u", "v1")
+    chain.save("s", "u", "set-but-not-tested", stage="pending")
+    chain._claim_rotation("s", "u", "running", 60)  # a rotation between its set and test
+    with pytest.raises(VersionConflictError, match="being rotated") as info:
+        chain.promote("s", "u")
+    assert info.value.hint is not None and "lease" in info.value.hint
+    assert chain.read("s", "u") == "v1"
+    chain._release_rotation("s", "u", "running")
+    assert chain.promote("s", "u") == 2
