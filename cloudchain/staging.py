@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from . import crypto, layout
 from .errors import SecretNotFoundError, VersionConflictError
-from .store import live
+from .store import check_pending, live
 from .writer import RowWriter, Why, Write, utc_now
 
 
@@ -87,6 +87,7 @@ class StagedWriter(RowWriter):
         return result
 
     def _pending(self, row: layout.StoredItem) -> layout.StoredVersion:
+        check_pending(row, self._store.where(row.service, row.user))
         if row.pending is None:
             raise SecretNotFoundError(
                 f"{self._store.where(row.service, row.user)} has no pending version"
@@ -197,6 +198,7 @@ class StagedWriter(RowWriter):
 
         def plan(item: layout.StoredItem | None, write_id: str) -> Write[layout.StoredItem]:
             row = self._live_secret(item, service, user)
+            check_pending(row, store.where(service, user))  # before any hook is given it
             lease = row.lease
             if lease is not None and lease.holder != holder and lease.until > now:
                 raise RotationBusyError(

@@ -47,6 +47,17 @@ def stage_of(item: layout.StoredItem, stage: str) -> layout.StoredVersion | None
     return item.current
 
 
+def check_pending(item: layout.StoredItem, where: str) -> None:
+    """Refuse a pending version numbered like a retained one: it never is when staged, and
+    a ciphertext replayed there under its own number would decrypt."""
+    pending = item.pending
+    if pending is not None and any(v.version == pending.version for v in item.versions):
+        raise IntegrityError(
+            f"{where}: pending version {pending.version} repeats a retained version's number; "
+            "refused as a replayed ciphertext"
+        )
+
+
 class SecretStore:
     """Reads, decrypts and writes versioned secrets in one DynamoDB table."""
 
@@ -104,6 +115,8 @@ class SecretStore:
         """Return the current, a retained or a staged version of a row, or raise
         SecretNotFoundError."""
         if stage != "current":
+            if stage == "pending":
+                check_pending(item, self.where(item.service, item.user))
             staged = stage_of(item, stage)
             if staged is None:
                 raise SecretNotFoundError(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import KEY_ALIAS
 
-from cloudchain import CloudChain, VersionConflictError
+from cloudchain import CloudChain, IntegrityError, VersionConflictError
 from cloudchain.cli import main
 from cloudchain.rotation import Hook, HookFailedError, rotate
 
@@ -170,3 +170,25 @@ def test_a_manual_promote_during_a_rotation_is_refused(chain: CloudChain) -> Non
     assert chain.read("s", "u") == "v1"
     chain._release_rotation("s", "u", "running")
     assert chain.promote("s", "u") == 2
+
+
+def test_a_pending_version_replayed_under_a_retained_number_is_refused(
+    chain: CloudChain, dynamodb: Any, tmp_path: Path
+) -> None:
+    chain.save("s", "u", "v1")
+    chain.save("s", "u", "v2")
+    chain.save("s", "u", "v3", stage="pending")
+    key = {"Service": {"S": "s"}, "Username": {"S": "u"}}
+    item = dynamodb.get_item(TableName="safedb", Key=key)["Item"]
+    # The current version's ciphertext, number and all, copied in as the pending one.
+    item["Pending"]["M"] = {k: v for k, v in item.items() if k in item["Pending"]["M"]}
+    dynamodb.put_item(TableName="safedb", Item=item)
+    with pytest.raises(IntegrityError, match="version 2"):
+        chain.read("s", "u", stage="pending")
+    with pytest.raises(IntegrityError, match="version 2"):
+        chain.promote("s", "u")  # it would make two versions numbered 2
+    with pytest.raises(IntegrityError, match="version 2"):
+        rotate(chain, "s", "u", "unused", _hook(tmp_path))
+    assert _calls(tmp_path) == []  # no hook was given the replayed value
+    assert [v.version for v in chain.history("s", "u")] == [2, 2, 1]  # unchanged
+    assert chain.read("s", "u") == "v2"
