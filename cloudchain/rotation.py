@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import CloudChainError, VersionConflictError
+from .errors import CloudChainError, ValidationError, VersionConflictError
 from .process import Finished, run_bounded
 from .results import Secret
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 STEPS = ("set", "test")
 # How long a lease outlives the hooks' own deadlines: the create and finish writes.
 LEASE_MARGIN = 120.0
+MAX_HOOK_TIMEOUT = 86_400.0  # a day
 
 
 class HookFailedError(CloudChainError):
@@ -47,6 +48,14 @@ class Hook:
 
     argv: tuple[str, ...]
     timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        # The lease outlasts two steps: a longer timeout would have a crashed rotation block
+        # the next for days (and past ~24 days the wait itself overflows).
+        if not 0 < self.timeout <= MAX_HOOK_TIMEOUT:
+            raise ValidationError(
+                f"a hook timeout is more than zero and at most 1 day, not {self.timeout:g} s"
+            )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helpers import KEY_ALIAS
 
-from cloudchain import CloudChain, IntegrityError, VersionConflictError
+from cloudchain import CloudChain, IntegrityError, ValidationError, VersionConflictError
 from cloudchain.cli import main
 from cloudchain.rotation import Hook, HookFailedError, rotate
 
@@ -192,3 +192,12 @@ def test_a_pending_version_replayed_under_a_retained_number_is_refused(
     assert _calls(tmp_path) == []  # no hook was given the replayed value
     assert [v.version for v in chain.history("s", "u")] == [2, 2, 1]  # unchanged
     assert chain.read("s", "u") == "v2"
+
+
+def test_a_library_hook_takes_a_timeout_of_at_most_a_day(chain: CloudChain) -> None:
+    chain.save("s", "u", "v1")
+    for timeout in (1e9, 0.0, -1.0):  # 1e9: a lease that would outlive us all
+        with pytest.raises(ValidationError, match="at most 1 day"):
+            rotate(chain, "s", "u", "new", Hook(("/bin/true",), timeout))
+    assert chain.history("s", "u")[0].stage == "current"  # no lease, nothing staged
+    assert chain._claim_rotation("s", "u", "next", 60) == (1, None)

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from ..rotation import Hook
 
 DEFAULT_HOOK_TIMEOUT = "60s"
-MAX_HOOK_TIMEOUT = 86_400.0
 
 
 def promote(inv: Invocation) -> int:
@@ -46,7 +45,7 @@ def hook_of(command: str | None, timeout: str | None) -> tuple[str, ...] | None:
     import shlex
 
     from ..durations import parse_duration
-    from ..rotation import check_hook
+    from ..rotation import MAX_HOOK_TIMEOUT, check_hook
 
     if timeout is not None and command is None:
         raise ValidationError("--hook-timeout goes with --hook")
