@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 
 from . import crypto, layout
-from .errors import SecretNotFoundError, VersionConflictError
+from .errors import SecretNotFoundError, ValidationError, VersionConflictError
 from .store import check_pending, live
 from .writer import RowWriter, Why, Write, utc_now
 
@@ -77,10 +77,17 @@ class StagedWriter(RowWriter):
                 digest=crypto.digest(blob), not_after=not_after,
             )  # fmt: skip
             state = replace(self._state(item, row, write_id), pending=pending)
-            return Write(
-                layout.build_item(service, user, self._current(row), list(row.history), state),
-                version,
-            )
+            current = self._current(row)
+            alone = layout.build_item(service, user, current, [], state)
+            if layout.item_size(alone) > layout.ITEM_SIZE_LIMIT:
+                # History makes room for a value; the current one cannot.
+                raise ValidationError(
+                    f"{store.where(service, user)}: the value is too large to stage beside the "
+                    "current value (together over DynamoDB's item limit); nothing was saved",
+                    hint="save it as the current value instead, or make it smaller",
+                )
+            history = list(row.history)
+            return Write(layout.build_item(service, user, current, history, state), version)
 
         result = self._write(service, user, plan, "stage")
         assert result is not None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,17 @@ def test_a_library_hook_takes_a_timeout_of_at_most_a_day(chain: CloudChain) -> N
             rotate(chain, "s", "u", "new", Hook(("/bin/true",), timeout))
     assert chain.history("s", "u")[0].stage == "current"  # no lease, nothing staged
     assert chain._claim_rotation("s", "u", "next", 60) == (1, None)
+
+
+def test_a_pending_value_too_large_to_sit_beside_the_current_one_says_so(
+    chain: CloudChain, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    chain.save("s", "u", "a" * 300_000)  # each fits alone; the two do not fit in one item
+    for action in (["--save", "-", "--stage", "pending"], ["--rotate"]):
+        stdin = io.TextIOWrapper(io.BytesIO(b"b" * 300_000), encoding="utf-8")
+        monkeypatch.setattr("sys.stdin", stdin)
+        assert main(["-e", "s", "-u", "u", *action]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert "too large to stage beside the current value" in err[0], err
+    assert chain._claim_rotation("s", "u", "next", 60) == (1, None)  # nothing staged or held
