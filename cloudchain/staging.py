@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 
 from . import crypto, layout
 from .errors import SecretNotFoundError, ValidationError, VersionConflictError
+from .schedule import iso
 from .store import check_pending, live
 from .writer import RowWriter, Why, Write, utc_now
 
@@ -208,9 +210,10 @@ class StagedWriter(RowWriter):
             check_pending(row, store.where(service, user))  # before any hook is given it
             lease = row.lease
             if lease is not None and lease.holder != holder and lease.until > now:
+                ends = iso(datetime.fromtimestamp(lease.until, timezone.utc))
                 raise RotationBusyError(
-                    f"{store.where(service, user)} is being rotated by another run; "
-                    "nothing was done",
+                    f"{store.where(service, user)} is being rotated by another run until "
+                    f"{ends}; nothing was done",
                     current_version=row.current.version,
                     hint="wait for it, or for its lease to expire",
                 )

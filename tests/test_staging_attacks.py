@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,18 @@ def test_a_pending_value_too_large_to_sit_beside_the_current_one_says_so(
         err = capsys.readouterr().err.splitlines()
         assert "too large to stage beside the current value" in err[0], err
     assert chain._claim_rotation("s", "u", "next", 60) == (1, None)  # nothing staged or held
+
+
+def test_a_busy_rotation_says_until_when_its_lease_runs(
+    chain: CloudChain, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDCHAIN_KEY_ALIAS", KEY_ALIAS)
+    monkeypatch.setattr("sys.stdin", None)
+    chain.save("s", "u", "v1")
+    chain._writer.claim("s", "u", "crashed", 1_900_000_000, time.time())  # a run killed -9
+    assert main(["-e", "s", "-u", "u", "--rotate", "--generate"]) == 4
+    error, hint = capsys.readouterr().err.splitlines()
+    assert error.endswith(
+        "is being rotated by another run until 2030-03-17T17:46:40Z; nothing was done"
+    )
+    assert hint == "cchain: hint: wait for it, or for its lease to expire"
