@@ -22,6 +22,7 @@ from .layout import StoredItem
 from .parallel import parallel_map
 from .regions import Place, Regions
 from .results import Entry, ImportResult, ReencryptResult, Secret, Versioned, secret_value
+from .row_changes import RowChanges
 from .schedule import due_at, iso
 from .store import expired
 from .validation import (
@@ -32,7 +33,7 @@ from .validation import (
     import_entries,
     shown,
 )
-from .writer import RowWriter, Why
+from .writer import Why
 
 # progress(user, event) of an import: first the plan of each entry ("create", "change" or
 # "unchanged"), then "written" as each new version lands.
@@ -57,7 +58,7 @@ class ServiceOperations:
         self,
         config: Config,
         regions: Regions,
-        writer: RowWriter,
+        writer: RowChanges,
         require_key: Callable[[str], str],
         forget: Callable[[str, str], None],
     ) -> None:

@@ -16,17 +16,18 @@ from datetime import datetime, timezone
 
 from . import crypto, layout
 from .errors import SecretNotFoundError, ValidationError, VersionConflictError
+from .row_changes import RowChanges
 from .schedule import iso
 from .store import check_pending, live
-from .writer import RowWriter, Why, Write, utc_now
+from .writer import Why, Write, utc_now
 
 
 class RotationBusyError(VersionConflictError):
     """Another rotation of the secret holds its lease; nothing was done."""
 
 
-class StagedWriter(RowWriter):
-    """RowWriter with the staged writes: pending versions, promote, abort, rotation leases."""
+class StagedWriter(RowChanges):
+    """RowChanges with the staged writes: pending versions, promote, abort, rotation leases."""
 
     def _live_secret(
         self, item: layout.StoredItem | None, service: str, user: str
