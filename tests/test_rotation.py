@@ -255,6 +255,14 @@ def test_rotate_generates_values_and_rotates_every_due_secret(
         "skipped 0, 1 not started" in err
     )
     assert chain.read_versioned("db", "second").version == 1
+    # Stopped while the promote was in flight: it may have landed, and it is not called undone.
+
+    def promote_interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CloudChain, "promote", promote_interrupted)
+    code, out, err = run("--rotate", "--due", "-e", "db", "--generate")
+    assert code == 130 and "its promote was under way: --history shows whether it landed" in err
 
     for bad, why in [
         (("--rotate", "--due"), "add --generate"),

@@ -145,12 +145,14 @@ def rotate_due(inv: Invocation) -> int:
     def summary() -> str:
         return ", ".join(f"{what} {len(rows)}" for what, rows in done.items())
 
+    steps: list[str] = []  # the steps the current secret's rotation has begun
     for n, secret in enumerate(due):
         where = f"{shown(secret.service)}/{shown(secret.user)}"
+        steps.clear()
         try:
             rotated = run_rotation(
                 chain, secret.service, secret.user, lambda: generated_value(spec), hook,
-                comment=args.comment,
+                comment=args.comment, on_step=lambda step, _version: steps.append(step),
             )  # fmt: skip
             done["rotated"].append(where)
             info(f"rotated {where} to version {rotated.version} (was {rotated.previous_version})")
@@ -159,8 +161,13 @@ def rotate_due(inv: Invocation) -> int:
             # Stopped while telling the agent, it was rotated all the same: say so.
             state = "after" if where in done["rotated"] else "during"
             left = len(due) - n - 1
-            info(f"interrupted {state} {where}" + ("" if state == "after" else
-                 " (nothing promoted for it)") + f"; {summary()}, {left} not started")  # fmt: skip
+            if state == "after":
+                detail = ""
+            elif steps[-1:] == ["finish"]:  # the promote was sent: it may have landed
+                detail = " (its promote was under way: --history shows whether it landed)"
+            else:
+                detail = " (nothing promoted for it)"
+            info(f"interrupted {state} {where}{detail}; {summary()}, {left} not started")
             raise
         except (HookFailedError, RotationBusyError) as err:
             done["failed" if isinstance(err, HookFailedError) else "skipped"].append(where)
