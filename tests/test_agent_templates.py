@@ -18,6 +18,7 @@ from cloudchain.agent.template_config import TemplateSpec, load_templates
 from cloudchain.agent.template_files import NotAFile, Written, write_if_changed
 from cloudchain.agent.templates import Template, Templates, _Loop
 from cloudchain.config_file import read_config_file
+from cloudchain.errors import ValidationError
 
 
 def _spec(tmp_path: Path, text: str, **settings: object) -> TemplateSpec:
@@ -317,6 +318,43 @@ def test_a_destination_swapped_for_a_link_later_is_not_written_through(
     assert not template.render()
     assert victim.read_text() == "keep" and spec.destination.is_symlink()
     assert template.counts.render_errors == 1
+
+
+OTHER_UID = 65534  # another user's: owning a directory or link on the way to a destination
+
+
+def test_a_directory_on_the_way_swapped_later_never_redirects_a_write(
+    cached: CachedSecrets, tmp_path: Path
+) -> None:
+    # The destination is two levels under a directory another user owns: after the start's
+    # checks, that user renames a directory on the way and puts a link to elsewhere in its
+    # place. The write must not land in the other directory (root's, here).
+    (tmp_path / "t.j2").write_text('{{ secret("web", "db") }}')
+    (tmp_path / "theirs" / "app" / "conf").mkdir(parents=True)
+    os.chown(tmp_path / "theirs", OTHER_UID, OTHER_UID)
+    (tmp_path / "victim" / "conf").mkdir(parents=True)
+    victim = tmp_path / "victim" / "conf" / "app.ini"
+    victim.write_text("root's own")
+    dest = tmp_path / "theirs" / "app" / "conf" / "app.ini"
+    (spec,) = load_templates([f"{tmp_path}/t.j2:{dest}"], None, {})
+    template = Template(spec, _reader(cached, spec))
+    assert template.render() and dest.read_text() == "s3cret-one"
+    (tmp_path / "theirs" / "app").rename(tmp_path / "theirs" / "old")
+    (tmp_path / "theirs" / "app").symlink_to(tmp_path / "victim")
+    os.lchown(tmp_path / "theirs" / "app", OTHER_UID, OTHER_UID)  # made by that user
+    cached.chain.save("web", "db", "s3cret-two")
+    cached.load("web")
+    assert not template.render()
+    assert victim.read_text() == "root's own" and template.counts.render_errors == 1
+    # A link another user planted on the way before the start is refused at start.
+    with pytest.raises(ValidationError, match="symbolic link another user owns"):
+        load_templates([f"{tmp_path}/t.j2:{dest}"], None, {})
+    os.lchown(tmp_path / "theirs" / "app", 0, 0)  # root's own link (/var/run -> /run): fine
+    assert load_templates([f"{tmp_path}/t.j2:{dest}"], None, {})[0].directory is not None
+    # The directory removed and made again at its path (a RuntimeDirectory) is still written.
+    (tmp_path / "theirs" / "app").unlink()
+    (tmp_path / "theirs" / "app" / "conf").mkdir(parents=True)
+    assert template.render() and dest.read_text() == "s3cret-two"
 
 
 def test_once_exits_1_when_a_command_fails_and_0_when_all_succeed(

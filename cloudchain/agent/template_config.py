@@ -43,6 +43,10 @@ class TemplateSpec:
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     wait: tuple[float, float] = DEFAULT_WAIT
     error_on_missing: bool = True
+    # The destination's directory with every link resolved at start: each write walks to it
+    # following no link, so a directory on the way swapped for one later writes nowhere else
+    # (one removed and made again at that path, as a RuntimeDirectory is, is still written).
+    directory: str | None = None
 
 
 def load_templates(
@@ -102,7 +106,7 @@ def _spec(name: str, keys: Mapping[str, str], base: Path) -> TemplateSpec:
     if command and shutil.which(command[0]) is None:
         raise fail(f"command {shown(command[0])!r} is not found or not executable")
     text = _source_text(name, source)
-    check_destination(name, destination)
+    directory = check_destination(name, destination)
     from ..render import wanted
 
     try:
@@ -111,7 +115,7 @@ def _spec(name: str, keys: Mapping[str, str], base: Path) -> TemplateSpec:
         raise ValidationError(str(err)) from None
     services = tuple(dict.fromkeys(item.service for item in reads))
     return TemplateSpec(name, source, destination, text, services, mode, command, timeout,
-                        wait, error_on_missing)  # fmt: skip
+                        wait, error_on_missing, directory)  # fmt: skip
 
 
 def _source_text(name: str, source: Path) -> str:
@@ -132,11 +136,21 @@ def _same_file(one: Path, other: Path) -> bool:
     return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
 
 
-def check_destination(name: str, destination: Path) -> None:
+def check_destination(name: str, destination: Path) -> str:
     """Refuse a destination the agent should not write: its directory missing, not a
-    directory, a symbolic link or not writable; itself a symbolic link or not a file."""
+    directory, a symbolic link or not writable, or reached through a link another user owns
+    (who could point it anywhere); itself a symbolic link or not a file. Return the
+    directory with its links resolved, the way every write takes."""
+    from .trust import Untrusted, check_links
+
     where = f"template {shown(name)}: "
     directory = destination.parent
+    try:
+        check_links(str(directory), frozenset({os.getuid(), 0}))
+    except Untrusted:
+        raise ValidationError(f"{where}the way to {shown(str(directory))} goes through a "
+                              "symbolic link another user owns; name the real "
+                              "directory") from None  # fmt: skip
     try:
         held = os.lstat(directory)
     except FileNotFoundError:
@@ -152,12 +166,14 @@ def check_destination(name: str, destination: Path) -> None:
         raise ValidationError(f"{where}{shown(str(directory))} is not a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ValidationError(f"{where}directory {shown(str(directory))} is not writable")
+    found = os.path.realpath(directory)
     try:
         there = os.lstat(destination)
     except FileNotFoundError:
-        return
+        return found
     if stat.S_ISLNK(there.st_mode):
         raise ValidationError(f"{where}destination {shown(str(destination))} is a symbolic "
                               "link; the agent never writes through one")  # fmt: skip
     if not stat.S_ISREG(there.st_mode):
         raise ValidationError(f"{where}destination {shown(str(destination))} is not a file")
+    return found

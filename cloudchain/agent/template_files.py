@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import os
 import secrets
 import stat
 from pathlib import Path
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Passing through a directory needs only its search (x) bit, as a path lookup does.
+_PASS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -30,12 +34,20 @@ class Written(enum.Enum):
 
 
 class NotAFile(OSError):
-    """The destination is a symbolic link or not a regular file: it is left alone."""
+    """The destination, or a directory on the way to it, is a symbolic link, or the
+    destination is not a regular file: it is left alone."""
 
 
-def write_if_changed(destination: Path, data: bytes, mode: int) -> Written:
-    """Put data at destination with mode, unless it is there already; raise OSError."""
-    directory = os.open(destination.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+def write_if_changed(
+    destination: Path, data: bytes, mode: int, real_directory: str | None = None
+) -> Written:
+    """Put data at destination with mode, unless it is there already; raise OSError.
+    real_directory: the destination's directory with its links resolved at start, reached
+    now without following any link (one swapped in on the way is refused)."""
+    if real_directory is None:
+        directory = os.open(destination.parent, _DIRECTORY)
+    else:
+        directory = _walk(real_directory)
     try:
         name = destination.name
         same = _same_bytes(directory, name, data, mode)
@@ -61,6 +73,28 @@ def write_if_changed(destination: Path, data: bytes, mode: int) -> Written:
         return Written.REPLACED
     finally:
         os.close(directory)
+
+
+def _walk(real_directory: str) -> int:
+    """An fd of real_directory, reached from / one directory at a time, following no link."""
+    parts = [part for part in real_directory.split("/") if part]
+    directory = os.open("/", _PASS if parts else _DIRECTORY)
+    try:
+        for index, part in enumerate(parts, 1):
+            flags = _DIRECTORY if index == len(parts) else _PASS  # the last one is fsynced
+            try:
+                inner = os.open(part, flags, dir_fd=directory)
+            except OSError as err:
+                if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                raise NotAFile(err.errno, f"{part} on the way to it is no longer a directory "
+                               "(a symbolic link now?); it is left alone") from None  # fmt: skip
+            os.close(directory)
+            directory = inner
+    except BaseException:
+        os.close(directory)
+        raise
+    return directory
 
 
 def _same_bytes(directory: int, name: str, data: bytes, mode: int) -> Written | None:

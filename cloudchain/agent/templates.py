@@ -101,7 +101,7 @@ class Template:
             data = render(self.reader, spec.text, spec.name).encode("utf-8")
             if self.stopping.is_set():  # not written: the next start writes it and runs the command
                 return True
-            written = write_if_changed(spec.destination, data, spec.mode)
+            written = write_if_changed(spec.destination, data, spec.mode, spec.directory)
         except CloudChainError as err:  # one line, as `cchain --render` says it: never a value
             return self._failed(str(err))
         except OSError as err:
