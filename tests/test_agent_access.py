@@ -69,6 +69,9 @@ def test_an_access_file_names_clients_four_ways(tmp_path: Path) -> None:
         ("[client a]\nuid = no-such-user-here\nservices = a\n", "no such user"),
         ("[client a]\nuid = 1\nservices = a\ntags = env\n", "KEY=VALUE"),
         ("uid = 1\n", "not an INI file"),
+        # configparser's [DEFAULT] would lend its keys to every client: a client that forgot
+        # its services would silently read everything
+        ("[DEFAULT]\nservices = *\n[client a]\nuid = 1\n", "[DEFAULT] is not [client NAME]"),
     ],
 )
 def test_a_wrong_access_file_is_one_line_naming_it(tmp_path: Path, text: str, says: str) -> None:

@@ -150,7 +150,11 @@ def _tags(text: str, where: str, path: Path) -> dict[str, str]:
 
 def load_access(path: Path) -> Access:
     """Read and check an access file; any mistake is one error naming the file and section."""
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    # No default section: configparser's [DEFAULT] would lend its keys (services = *) to every
+    # client, so a client that forgot its services would read everything; here it is refused.
+    parser = configparser.ConfigParser(
+        interpolation=None, inline_comment_prefixes=("#", ";"), default_section=""
+    )
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
         parser.read_string(_read(path), source=str(path))
