@@ -209,6 +209,12 @@ def test_new_token_prints_a_token_once_and_the_lines_that_admit_it(
     client = access.by_token(token)
     assert client is not None and client.name == "web" and client.allows("web")
     assert agent_main.main(["--new-token", "a]b"]) == 2
+    # A comment character would cut the section line the output tells you to paste (the agent
+    # then refuses the file: "no section headers"): refused here, where the name is given.
+    capsys.readouterr()
+    for name in ("web #1", "web ;1", "web#1"):
+        assert agent_main.main(["--new-token", name]) == 2
+    assert capsys.readouterr().out == ""
 
 
 def test_with_an_access_file_a_token_header_names_the_client_and_a_challenge_is_refused(

@@ -198,8 +198,10 @@ def _new_token(name: str) -> int:
     """--new-token: the token on the first line (once: it is kept nowhere), then the lines."""
     from .access import new_token
 
-    if not name.strip() or "]" in name or any(not c.isprintable() for c in name):
-        print(f"{PROG}: error: --new-token needs a printable client name", file=sys.stderr)
+    # "#" and ";" start comments in the access file: they would cut its [client NAME] line.
+    if not name.strip() or any(c in "]#;" or not c.isprintable() for c in name):
+        print(f"{PROG}: error: --new-token needs a printable client name without ], # or ;",
+              file=sys.stderr)  # fmt: skip
         return 2
     token, lines = new_token(name.strip())
     print(token)
