@@ -100,6 +100,15 @@ def test_an_access_file_others_may_change_is_refused(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(CloudChainConfigError, match="owned by uid 4321"):
         load_access(path)
+    # A link another user owns picks the file: a root-owned old copy with wider scopes, say.
+    os.chown(path, 0, 0)
+    old = _file(tmp_path, "[client a]\nuid = 1\nservices = *\n")
+    (tmp_path / "conf").symlink_to(tmp_path)
+    os.lchown(tmp_path / "conf", 4321, 4321)
+    with pytest.raises(CloudChainConfigError, match="symbolic link another user owns"):
+        load_access(tmp_path / "conf" / "access.ini")
+    os.lchown(tmp_path / "conf", 0, 0)  # root's own link (a ConfigMap's ..data): fine
+    assert load_access(tmp_path / "conf" / old.name).uids[1].services == ("*",)
 
 
 def test_scope_is_decided_from_the_query_alone(tmp_path: Path) -> None:

@@ -107,7 +107,14 @@ def _refuse(path: Path, why: str, hint: str | None = None) -> CloudChainConfigEr
 
 
 def _read(path: Path) -> str:
-    """The file's text, if only its owner (us or root) may change it: it decides access."""
+    """The file's text, if only its owner (us or root) may change it: it decides access; so
+    does a symbolic link on the way to it, which picks the file (an old copy, say)."""
+    from .trust import Untrusted, check_links
+
+    try:
+        check_links(str(path), frozenset({os.getuid(), 0}))
+    except Untrusted:
+        raise _refuse(path, "reached through a symbolic link another user owns") from None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as err:
