@@ -67,6 +67,12 @@ def test_sections_and_flags_give_templates_with_their_defaults(
         ("source = t.j2\ndestination = o\ncommand = no-such-cmd", "template x: command 'no-such-"),
         ("source = t.j2\ndestination = o\ncommand = 'open", "template x: No closing quotation"),
         ("source = none.j2\ndestination = o", "template x: cannot read source "),
+        # A source decides which secrets are written where: one another user may change,
+        # or reach through a link of theirs, would let them render any secret the agent reads.
+        ("source = theirs.j2\ndestination = o", "template x: source {d}/theirs.j2 belongs to"),
+        ("source = loose.j2\ndestination = o", "template x: source {d}/loose.j2 is writable by"),
+        ("source = by-link.j2\ndestination = o", "{d}/by-link.j2 is reached through a symbolic"),
+        ("source = fifo.j2\ndestination = o", "template x: source {d}/fifo.j2 is not a regular"),
         ("source = bad.j2\ndestination = o", "template x line 1: "),
         ("destination = o", "template x: source is missing"),
         ("source = t.j2\ndestination = no/o", "template x: directory {d}/no does not exist"),
@@ -94,6 +100,13 @@ def test_bad_templates_are_one_line_at_start(
     (tmp_path / "link").symlink_to(tmp_path / "sub")
     (tmp_path / "alias").symlink_to(tmp_path)  # another way to the same directories
     (tmp_path / "evil").symlink_to(tmp_path / "t.j2")
+    for name, owner, mode in (("theirs.j2", 4321, 0o644), ("loose.j2", 0, 0o666)):
+        (tmp_path / name).write_text("{{ secret('prod', 'root') }}")
+        os.chown(tmp_path / name, owner, owner)
+        (tmp_path / name).chmod(mode)
+    (tmp_path / "by-link.j2").symlink_to(tmp_path / "t.j2")
+    os.lchown(tmp_path / "by-link.j2", 4321, 4321)
+    os.mkfifo(tmp_path / "fifo.j2")
     config = tmp_path / "agent.rc"
     config.write_text(f"[template x]\n{section}\n")
     assert main(["--once", "--config", str(config)]) == 2

@@ -119,8 +119,30 @@ def _spec(name: str, keys: Mapping[str, str], base: Path) -> TemplateSpec:
 
 
 def _source_text(name: str, source: Path) -> str:
+    """The source's text, if only the agent's user or root may change it: a template decides
+    which secrets the agent (its AWS role, not a client's scope) writes where its reader
+    reads them, so one another user could edit would let that user read any of them."""
+    from .trust import Untrusted, check_links
+
+    where = f"template {shown(name)}: source {shown(str(source))}"
+    ours = frozenset({os.getuid(), 0})
     try:
-        return source.read_text(encoding="utf-8")
+        check_links(str(source), ours)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO never blocks
+        with open(fd, encoding="utf-8") as handle:  # newlines read as read_text reads them
+            held = os.fstat(fd)
+            if not stat.S_ISREG(held.st_mode):
+                raise ValidationError(f"{where} is not a regular file")
+            if held.st_uid not in ours:
+                raise ValidationError(f"{where} belongs to uid {held.st_uid}, not to the "
+                                      "agent's user or root")  # fmt: skip
+            if stat.S_IMODE(held.st_mode) & 0o022:
+                raise ValidationError(f"{where} is writable by group or others",
+                                      hint=f"chmod go-w {source}")  # fmt: skip
+            return handle.read()
+    except Untrusted:
+        raise ValidationError(f"{where} is reached through a symbolic link another user "
+                              "owns") from None  # fmt: skip
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
         raise ValidationError(
