@@ -116,6 +116,25 @@ def test_bad_templates_are_one_line_at_start(
     assert (tmp_path / "t.j2").read_text() == "plain"  # the symbolic link's target, untouched
 
 
+def test_a_config_file_with_templates_that_another_user_may_change_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its sections name the commands the agent runs (as root, often) and the sources it renders.
+    (tmp_path / "t.j2").write_text("plain")
+    config = tmp_path / "agent.rc"
+    config.write_text("[template x]\nsource = t.j2\ndestination = o\ncommand = true\n")
+    os.chown(config, 4321, 4321)
+    assert main(["--once", "--config", str(config)]) == 2
+    os.chown(config, 0, 0)
+    config.chmod(0o666)
+    assert main(["--once", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"cchain-agent: error: {config}, which holds [template] sections, belongs "
+                      "to uid 4321, not to the agent's user or root")  # fmt: skip
+    assert err[1].endswith("which holds [template] sections, is writable by group or others")
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_template_flag_needs_both_paths_and_once_needs_a_template(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

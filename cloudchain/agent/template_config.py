@@ -68,6 +68,8 @@ def load_templates(
             raise ValidationError(f"{where}: template {name}: unknown key {shown(unknown[0])!r}",
                                   hint="a template takes " + ", ".join(KEYS))  # fmt: skip
         given.append((name, keys, path.parent))
+    if len(given) > len(flags):  # its sections name commands the agent runs, and sources
+        os.close(_trusted(f"{shown(str(path))}, which holds [template] sections,", path))
     specs: list[TemplateSpec] = []
     for name, keys, base in given:
         spec = _spec(name, keys, base)
@@ -122,32 +124,43 @@ def _source_text(name: str, source: Path) -> str:
     """The source's text, if only the agent's user or root may change it: a template decides
     which secrets the agent (its AWS role, not a client's scope) writes where its reader
     reads them, so one another user could edit would let that user read any of them."""
-    from .trust import Untrusted, check_links
-
-    where = f"template {shown(name)}: source {shown(str(source))}"
-    ours = frozenset({os.getuid(), 0})
     try:
-        check_links(str(source), ours)
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO never blocks
+        fd = _trusted(f"template {shown(name)}: source {shown(str(source))}", source)
         with open(fd, encoding="utf-8") as handle:  # newlines read as read_text reads them
-            held = os.fstat(fd)
-            if not stat.S_ISREG(held.st_mode):
-                raise ValidationError(f"{where} is not a regular file")
-            if held.st_uid not in ours:
-                raise ValidationError(f"{where} belongs to uid {held.st_uid}, not to the "
-                                      "agent's user or root")  # fmt: skip
-            if stat.S_IMODE(held.st_mode) & 0o022:
-                raise ValidationError(f"{where} is writable by group or others",
-                                      hint=f"chmod go-w {source}")  # fmt: skip
             return handle.read()
-    except Untrusted:
-        raise ValidationError(f"{where} is reached through a symbolic link another user "
-                              "owns") from None  # fmt: skip
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
         raise ValidationError(
             f"template {shown(name)}: cannot read source {shown(str(source))}: {reason}"
         ) from None
+
+
+def _trusted(where: str, path: Path) -> int:
+    """An open fd of path, a regular file only the agent's user or root may change, reached
+    through no symbolic link another user owns; else ValidationError naming where."""
+    from .trust import Untrusted, check_links
+
+    ours = frozenset({os.getuid(), 0})
+    try:
+        check_links(str(path), ours)
+    except Untrusted:
+        raise ValidationError(f"{where} is reached through a symbolic link another user "
+                              "owns") from None  # fmt: skip
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO never blocks
+    try:
+        held = os.fstat(fd)
+        if not stat.S_ISREG(held.st_mode):
+            raise ValidationError(f"{where} is not a regular file")
+        if held.st_uid not in ours:
+            raise ValidationError(f"{where} belongs to uid {held.st_uid}, not to the agent's "
+                                  "user or root")  # fmt: skip
+        if stat.S_IMODE(held.st_mode) & 0o022:
+            raise ValidationError(f"{where} is writable by group or others",
+                                  hint=f"chmod go-w {path}")  # fmt: skip
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _same_file(one: Path, other: Path) -> bool:
