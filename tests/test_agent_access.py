@@ -115,6 +115,7 @@ def test_scope_is_decided_from_the_query_alone(tmp_path: Path) -> None:
     access = load_access(_file(tmp_path, (
         "[client app]\nuid = 1\nservices = billing\n"
         "[client tagged]\nuid = 2\nservices = billing\ntags = env=prod\n"
+        "[client prometheus]\nuid = 3\nservices =\nmetrics = yes\n"
     )))  # fmt: skip
     app, tagged = access.by_peer(1, 1), access.by_peer(2, 2)
     for path in ("/v1/secret", "/v1/service", "/v1/refresh", "/v1/watch"):
@@ -128,7 +129,11 @@ def test_scope_is_decided_from_the_query_alone(tmp_path: Path) -> None:
     assert guard(app, "/v1/watch", {"service": ["billing"]}) == {"service": ["billing"]}
     with pytest.raises(Problem, match="no access entry"):
         guard(None, "/v1/secret", {"service": ["billing"]})
-    assert guard(app, "/metrics", {}) == {}
+    # /metrics tells of changes, decrypts and clients beyond any one scope: granted by name.
+    with pytest.raises(Problem) as refused:
+        guard(app, "/metrics", {})
+    assert problem_answer(refused.value).body == FORBIDDEN
+    assert guard(access.by_peer(3, 3), "/metrics", {}) == {}
     # A tagged client's listing asks for its tags; asking for other values of them is refused,
     # and so is a refresh (its count would tell of untagged secrets).
     assert guard(tagged, "/v1/service", {"service": ["billing"], "tag": ["team=a"]})["tag"] == [

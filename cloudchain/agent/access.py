@@ -39,13 +39,14 @@ from .routes import Answer, Params, Problem
 
 SECTION = "client "
 IDENTITIES = ("token_sha256", "uid", "gid", "subject")
-KEYS = frozenset({*IDENTITIES, "services", "tags"})
+KEYS = frozenset({*IDENTITIES, "services", "tags", "metrics"})
 MAX_ACCESS_FILE = 1024 * 1024
-# Paths whose `service` parameters are scoped; /metrics answers any known client, and a path
-# not named here (a newer route, whose query may name services otherwise) answers no client
-# until it is scoped here.
+# Paths whose `service` parameters are scoped; a path not named here (a newer route, whose
+# query may name services otherwise) answers no client until it is scoped here. /metrics
+# answers only the clients granted it (`metrics = yes`): its counts of changes, decrypts, due
+# secrets, templates and other clients tell of services outside any one client's scope.
 SCOPED = frozenset({"/v1/secret", "/v1/service", "/v1/refresh", "/v1/watch"})
-UNSCOPED = frozenset({"/metrics"})
+METRICS = "/metrics"
 
 
 def forbidden() -> Problem:
@@ -60,6 +61,7 @@ class Client:
     name: str
     services: tuple[str, ...]
     tags: dict[str, str] = field(default_factory=dict)
+    metrics: bool = False  # may read /metrics (a monitoring client)
 
     def allows(self, service: str) -> bool:
         """Whether service matches one of the client's names or globs."""
@@ -185,7 +187,12 @@ def load_access(path: Path) -> Access:
         if "services" not in entry:
             raise _refuse(path, f"[{section}] has no services (names or globs, or empty)")
         services = tuple(s for s in (p.strip() for p in entry["services"].split(",")) if s)
-        client = Client(name, services, _tags(entry.get("tags", ""), f"[{section}]", path))
+        metrics = entry.get("metrics", "no").strip().lower()
+        if metrics not in ("yes", "no"):
+            raise _refuse(path, f"[{section}]: metrics must be yes or no")
+        client = Client(
+            name, services, _tags(entry.get("tags", ""), f"[{section}]", path), metrics == "yes"
+        )
         kind, value = given[0], entry[given[0]].strip()
         if kind == "token_sha256":
             digest = value.lower()
@@ -223,7 +230,9 @@ def guard(client: Client | None, path: str, params: Params) -> Params:
     answer (a tagged client's /v1/service asks for its tags too)."""
     if client is None:
         raise Problem(403, "forbidden", "no access entry for this client")
-    if path in UNSCOPED:
+    if path == METRICS:
+        if not client.metrics:
+            raise forbidden()
         return params
     if path not in SCOPED:
         raise forbidden()

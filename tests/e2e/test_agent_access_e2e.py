@@ -60,7 +60,7 @@ def test_two_local_users_on_the_socket_each_read_their_own_scope(
             access = tmp_path / "access.ini"
             access.write_text(
                 f"[client app]\nuid = {uid}\nservices = billing, web\n\n"
-                "[client ops]\nuid = 0\nservices = billing, web-*\ntags = env=prod\n"
+                "[client ops]\nuid = 0\nservices = billing, web-*\ntags = env=prod\nmetrics = yes\n"
             )
             sock = shared / "run" / "agent.sock"
             with running_agent(seeded, tmp_path, "--listen", f"unix:{sock}",
@@ -121,6 +121,7 @@ def test_two_local_users_on_the_socket_each_read_their_own_scope(
                                       capture_output=True, text=True, timeout=30, cwd="/tmp")  # fmt: skip
                 assert mine.stdout == "t0k3n\n", mine.stderr
 
+                assert read("metrics", uid)[0] == 403  # app was not granted metrics
                 metrics = read("metrics", None)[1].decode()
                 assert 'cloudchain_agent_client_requests_total{client="app",status="200"}' in (
                     metrics
