@@ -142,6 +142,22 @@ def test_credstash_dry_run_lists_rows_and_decrypts_nothing(
         assert list(cli.list("api")) == []
 
 
+def test_a_credstash_version_of_non_ascii_digits_sorts_last_instead_of_crashing(
+    credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A row someone wrote by hand with version "²": str.isdigit() takes it, int() does not.
+    table = boto3.resource("dynamodb", region_name=REGION).Table("credential-store")
+    row = table.get_item(Key={"name": "db.password", "version": credstash.paddedInt(1)})["Item"]
+    table.put_item(Item={**row, "version": "\u00b2"})
+    assert main(["--import-from", "credstash", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "create\tdb/password\tfrom db.password\t4 versions" in out
+    context = [f"--source-context={k}={v}" for k, v in CONTEXT.items()]
+    assert main(["--import-from", "credstash", *context]) == 0
+    assert cli.read("db", "password") == "first"  # the hand-written version sorts last
+    assert cli.read("db", "password", version=3) == "third"
+
+
 def test_credstash_row_with_a_bad_hmac_is_reported_and_skipped(
     credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
 ) -> None:

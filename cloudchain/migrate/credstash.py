@@ -157,5 +157,7 @@ class CredstashTable:
 
 def _order(entry: tuple[str, Any]) -> tuple[int, str]:
     # credstash pads numeric versions to 19 digits; a hand-written one sorts after, by text.
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
     version = entry[0]
-    return (int(version), version) if version.isdigit() else (1 << 63, version)
+    numeric = version.isascii() and version.isdigit()
+    return (int(version), version) if numeric else (1 << 63, version)
