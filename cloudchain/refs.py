@@ -98,6 +98,8 @@ def parse_reference(variable: str, value: str) -> Reference:
     dest = options.get("dest")
     if dest is not None and dest != DEST_TEMPORARY and not dest.startswith("/"):
         raise _malformed(variable, "dest must be file or an absolute path")
+    if dest is not None and "\x00" in dest:  # %00: no path holds one (open() would raise)
+        raise _malformed(variable, "dest holds a NUL character")
     return Reference(service, user, int(version) if version else None, stage, dest)
 
 

@@ -83,6 +83,7 @@ def test_references_parse(value: str, expected: Reference) -> None:
         ("cchain://web/t?version=1&stage=pending", "give version or stage, not both"),
         ("cchain://web/t?stage=next", "stage must be current, pending or previous"),
         ("cchain://web/t?dest=rel/path", "dest must be file or an absolute path"),
+        ("cchain://web/t?dest=/tmp/a%00b", "dest holds a NUL character"),
         ("cchain://web/t?dest=file&dest=file", "option dest is given twice"),
         ("cchain://web/t?colour=red", "unknown option 'colour'"),
         ("cchain://web/t?version", "option 'version' has no value"),
@@ -152,6 +153,9 @@ REFUSED = [
      "cchain: hint: add ?dest=file to the reference to have it written to a file instead"),
     ({"A": "cchain://web/token?dest={tmp}/x", "B": "cchain://web/only-web?dest={tmp}/x"}, [], 1,
      "B and A both write {tmp}/x", None),
+    ({"KEY": "cchain://web/token?dest=/tmp/k%00ey"}, [], 2,
+     "KEY holds a malformed cchain:// reference: dest holds a NUL character",
+     "cchain: hint: write it as cchain://SERVICE/USER[?version=N|stage=pending|dest=file|dest=/path]"),
     ({"GOOD": "no reference"}, [], 2,
      "--exec needs -e/--service, or cchain:// references in the environment", None),
 ]  # fmt: skip
