@@ -312,6 +312,29 @@ def test_resolve_prints_what_exec_would_set_in_a_quoting_that_reads_back(
     assert json.loads(shell.stdout) == expected
 
 
+def test_resolve_refuses_a_reference_in_a_variable_whose_name_sh_would_run(
+    cli: CloudChain,
+    execs: Execs,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Printed as NAME='value', this name is a command when the output is sourced or eval'd.
+    planted = tmp_path / "ran"
+    for name in (f"X;touch {planted};Y", "A\nB", "9LIVES"):
+        with monkeypatch.context() as env:
+            env.setenv(name, "cchain://web/token")
+            assert main(["--resolve"]) == 2
+            out, err = capsys.readouterr()
+            assert out == "" and "web-token" not in err
+            assert err.startswith("cchain: error: --resolve cannot print ")
+            assert len(err.splitlines()) == 1
+            # --exec puts it in the environment as it is: no shell reads it there.
+            assert main(["--exec", "--", "env"]) == 0
+            assert execs.calls.pop()[2][name] == "web-token"
+    assert not planted.exists()
+
+
 # -- the child runner ---------------------------------------------------------------------------
 
 

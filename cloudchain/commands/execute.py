@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 
 from ..child import run_child
 from ..errors import CloudChainError, ValidationError
 from ..formats.env import single_quoted_for_sh
 from ..refs import find_references, is_reference
+from ..validation import shown
 from .environ import Built, DestFiles, build
 from .io import info, write_stdout
 from .spec import EXIT_CANNOT_EXECUTE, EXIT_COMMAND_NOT_FOUND, EXIT_OK, Invocation
@@ -22,6 +24,8 @@ from .watch import watch_exec, watch_plan
 
 # --exec --pristine keeps only these inherited variables (and the cchain:// references).
 PRISTINE_KEEP = ("PATH", "HOME", "USER", "LANG", "TERM", "TZ")
+# What --resolve prints as a variable's name: one sh reads as a name, nothing else.
+SH_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _program(name: str) -> str | None:
@@ -107,10 +111,22 @@ def exec_command(inv: Invocation) -> int:
     return EXIT_OK  # not reached: execve replaced this process
 
 
+def _check_printable_names(base: dict[str, str]) -> None:
+    """Refuse a reference in a variable whose name sh would not read as one: printed as
+    NAME='value', `X;cmd` or a name holding a newline would run as a command when sourced."""
+    for name in sorted(n for n, value in base.items() if is_reference(value)):
+        if not SH_NAME.match(name):
+            raise ValidationError(
+                f"--resolve cannot print {shown(name)}: it is not a name sh reads back "
+                "(letters, digits and _, not starting with a digit)"
+            )
+
+
 def resolve(inv: Invocation) -> int:
     """Print NAME='value' lines for the variables --exec would set; ?dest files stay."""
     base = dict(os.environ)
     _check_something_to_add(inv, base)
+    _check_printable_names(base)
     files = DestFiles()
     try:
         built = build(inv, base, files)
