@@ -5,6 +5,7 @@ source's own reader returns for it."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -177,6 +178,26 @@ def test_credstash_row_with_a_bad_hmac_is_reported_and_skipped(
     # What was skipped stays skipped; with --skip-invalid the run says so and succeeds.
     assert main(["--import-from", "credstash", "--skip-invalid", *context]) == 0
     assert len(cli.history("db", "password")) == 2
+
+
+def test_a_credstash_row_whose_key_kms_refuses_is_skipped_not_a_stop_for_every_row(
+    credstash_table: dict[str, list[str]], cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A row someone planted (or damaged) with a data key KMS cannot unwrap: one byte changed.
+    table = boto3.resource("dynamodb", region_name=REGION).Table("credential-store")
+    row = table.get_item(Key={"name": "db.password", "version": credstash.paddedInt(1)})["Item"]
+    wrapped = bytearray(base64.b64decode(row["key"]))
+    wrapped[-1] ^= 1
+    table.put_item(Item={**row, "name": "evil.row", "key": base64.b64encode(wrapped).decode()})
+    context = [f"--source-context={k}={v}" for k, v in CONTEXT.items()]
+    assert main(["--import-from", "credstash", "--max-workers", "1", *context]) == 1
+    out, err = capsys.readouterr()
+    assert "cchain: warning: skipped evil.row version 0000000000000000001: " in err
+    assert "KMS refused it with the --source-context given, nor without one" in err
+    assert "first" not in out + err and "not-written" not in out
+    assert cli.read("db", "password") == "third" and cli.read("web", "quotes")
+    assert list(cli.list("evil")) == []
+    assert main(["--import-from", "credstash", "--skip-invalid", *context]) == 0
 
 
 def test_names_that_do_not_fit_are_listed_and_nothing_is_imported(

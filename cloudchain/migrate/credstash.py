@@ -142,11 +142,13 @@ class CredstashTable:
                 if n + 1 < len(contexts):
                     continue
                 given = (
-                    "the --source-context given, nor without one"
+                    "with the --source-context given, nor without one"
                     if self._context
                     else "without an encryption context"
                 )
-                raise IntegrityError(
+                # Skipped, as a bad HMAC is: one row with a key KMS refuses (forged, damaged,
+                # or under another context) must not stop the import of every other row.
+                raise SkippedVersion(
                     f"cannot decrypt the data key of credstash secret {name} version {version}: "
                     f"KMS refused it {given} (give the one it was stored with: "
                     "--source-context KEY=VALUE)"
