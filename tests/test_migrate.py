@@ -321,6 +321,20 @@ def test_a_value_read_from_a_source_never_shows_in_a_repr() -> None:
     assert "hunter2" not in repr(version) + repr(incoming)
 
 
+def test_expand_json_leaves_out_a_key_the_current_version_no_longer_holds(
+    cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm.create_secret(Name="prod/app", SecretString=json.dumps({"user": "u1", "old": "revoked"}))
+    sm.put_secret_value(SecretId="prod/app", SecretString=json.dumps({"user": "u2"}))
+    assert main(["--import-from", "secretsmanager:prod/", "--expand-json"]) == 0
+    # "old" was taken out of the secret: its last value must not become a live secret again.
+    assert sorted(e.user for e in cli.list("prod/app")) == ["user"]
+    assert [cli.read("prod/app", "user", version=n) for n in (1, 2)] == ["u1", "u2"]
+    assert main(["--import-from", "secretsmanager:prod/", "--expand-json", "--verify"]) == 0
+    assert "revoked" not in "".join(capsys.readouterr())
+
+
 def test_secrets_manager_awspending_becomes_the_pending_version(
     cli: CloudChain, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -112,9 +112,17 @@ class SecretsManager:
                         pending=version.pending,
                     )
                 )
+        # A key the current version no longer holds was removed at the source: its old values
+        # must not come back as a live secret (a pending version's new keys stay).
+        current = [obj for version, obj in objects if not version.pending][-1:]
+        kept = {
+            *(key for obj in current for key in (obj or {})),
+            *(key for version, obj in objects if version.pending for key in (obj or {})),
+        }
         return [
             SourceSecret(secret.source, secret.name, tuple(versions), key=key)
             for key, versions in sorted(keys.items())
+            if key in kept or not current
         ]
 
 
