@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import ValidationError
+from ..validation import check_new_row
 from .credstash import DEFAULT_TABLE
 
 
@@ -63,6 +64,10 @@ def parse_rule(source: SourceSpec, text: str | None) -> NameRule:
     if kind == "split" and colon and value:
         return NameRule("split", value)
     if kind == "service" and colon and value:
+        try:  # checked now, not once per source name after the source has been read
+            check_new_row(value, "user")
+        except ValidationError as err:
+            raise ValidationError(f"--map service:NAME: {err}") from None
         return NameRule("service", value)
     raise ValidationError(f"--map {text!r} must be split:SEP or service:NAME")
 
