@@ -282,6 +282,7 @@ def test_secrets_manager_strings_binaries_and_versions_with_current_last(
         (["--import-from", "ssm:/a", "--source-context", "k=v"], "--source-context goes with"),
         (["--import-from", "ssm:/a", "--map", "split:/"], "--map goes with credstash and secret"),
         (["--import-from", "credstash", "--source-context", "k"], "must be KEY=VALUE"),
+        (["--import-from", "credstash", "--source-context=k=1", "--source-context=k=2"], "twice"),
         (["--import-from", "credstash", "--map", "service:a\nb"], "--map service:NAME: the serv"),
         (["--import-from", "credstash", "--expand-json"], "--expand-json goes with"),
         (["--import-from", "credstash", "--verify", "--dry-run"], "leave out --dry-run"),

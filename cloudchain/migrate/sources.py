@@ -79,5 +79,7 @@ def parse_context(pairs: list[str] | None) -> dict[str, str]:
         key, equals, value = pair.partition("=")
         if not equals or not key:
             raise ValidationError(f"--source-context {pair!r} must be KEY=VALUE")
+        if key in context:  # one key, two values: KMS would get only the last one
+            raise ValidationError(f"--source-context gives {key!r} twice")
         context[key] = value
     return context
