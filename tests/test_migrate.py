@@ -337,6 +337,15 @@ def test_expand_json_leaves_out_a_key_the_current_version_no_longer_holds(
     assert "revoked" not in "".join(capsys.readouterr())
 
 
+def test_expand_json_imports_a_value_nested_too_deep_for_json_whole(cli: CloudChain) -> None:
+    # A hostile value json.loads cannot parse (RecursionError, not ValueError) is no object.
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    deep = '{"k":' * 20000 + "1" + "}" * 20000
+    sm.create_secret(Name="deep/nest", SecretString=deep)
+    assert main(["--import-from", "secretsmanager:deep/", "--expand-json"]) == 0
+    assert cli.read("deep", "nest") == deep
+
+
 def test_secrets_manager_awspending_becomes_the_pending_version(
     cli: CloudChain, capsys: pytest.CaptureFixture[str]
 ) -> None:

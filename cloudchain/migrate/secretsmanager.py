@@ -131,6 +131,6 @@ def _object(value: Value) -> dict[str, Any] | None:
         return None
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can take
         return None
     return parsed if isinstance(parsed, dict) and parsed else None
