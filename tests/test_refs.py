@@ -153,6 +153,8 @@ REFUSED = [
      "cchain: hint: add ?dest=file to the reference to have it written to a file instead"),
     ({"A": "cchain://web/token?dest={tmp}/x", "B": "cchain://web/only-web?dest={tmp}/x"}, [], 1,
      "B and A both write {tmp}/x", None),
+    ({"A": "cchain://web/token?dest={tmp}/x", "B": "cchain://web/only-web?dest={tmp}/./x"}, [], 1,
+     "B and A both write {tmp}/./x", None),
     ({"KEY": "cchain://web/token?dest=/tmp/k%00ey"}, [], 2,
      "KEY holds a malformed cchain:// reference: dest holds a NUL character",
      "cchain: hint: write it as cchain://SERVICE/USER[?version=N|stage=pending|dest=file|dest=/path]"),

@@ -197,11 +197,14 @@ def _check_destinations(references: Mapping[str, Reference]) -> None:
         dest = reference.dest
         if dest is None or dest == DEST_TEMPORARY:
             continue
-        if dest in targets:
+        # One file however it is spelt (/run/k, /run//k, /run/./k, a link to it): the later
+        # write would put one variable's secret in the other's file.
+        same = os.path.realpath(dest)
+        if same in targets:
             raise CloudChainError(
-                f"{shown(variable)} and {shown(targets[dest])} both write {shown(dest)}"
+                f"{shown(variable)} and {shown(targets[same])} both write {shown(dest)}"
             )
-        targets[dest] = variable
+        targets[same] = variable
         check_output(dest)
 
 
