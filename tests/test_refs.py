@@ -407,6 +407,21 @@ def test_dest_files_removes_only_what_it_wrote(tmp_path: Path) -> None:
     assert fifo.exists()
 
 
+def test_dest_files_leaves_a_file_it_wrote_through_an_open_descriptor(tmp_path: Path) -> None:
+    # `cchain --exec -- app > app.log` with ?dest=/dev/stdout: app.log is the caller's file,
+    # written through the descriptor, not one cchain made: it must outlive the command.
+    log = tmp_path / "app.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        files = DestFiles()
+        for dest in (f"/dev/fd/{fd}", f"/proc/self/fd/{fd}"):
+            assert files.write("KEY", dest, "secret") == dest
+        files.remove()
+    finally:
+        os.close(fd)
+    assert log.read_text() == "secret"
+
+
 def test_run_child_as_pid_1_reaps_the_orphans_handed_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
     orphan = subprocess.Popen(["true"])  # stands in for a process re-parented to PID 1
     time.sleep(0.1)

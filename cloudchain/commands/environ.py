@@ -68,14 +68,17 @@ class DestFiles:
             path = self._names[variable]
         else:
             path = dest
+        before = _identity(os.path.realpath(path))
         write_private_file(path, value)
         # A link (one the caller or root owns) was followed: the file is where it led.
         real = os.path.realpath(path)
         try:
             found = os.lstat(real)
-        except OSError:  # /dev/stdout and the like: written through, nothing to remove
+        except OSError:  # /dev/stdout to a pipe and the like: written through, nothing to remove
             return path
-        if stat.S_ISREG(found.st_mode):
+        # A file written in place (/dev/stdout, /dev/fd/N: one the caller already had open,
+        # `> app.log`) keeps its inode and is the caller's; a file written here is a new one.
+        if stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) != before:
             self._written[real] = (found.st_dev, found.st_ino)
         return path
 
@@ -104,6 +107,15 @@ class DestFiles:
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of what is at path now, or None."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
 
 
 def variable_names(inv: Invocation, service: str, secrets: Mapping[str, Secret]) -> dict[str, str]:
