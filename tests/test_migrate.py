@@ -346,6 +346,27 @@ def test_expand_json_imports_a_value_nested_too_deep_for_json_whole(cli: CloudCh
     assert cli.read("deep", "nest") == deep
 
 
+def test_verify_reports_a_row_whose_current_is_not_the_sources_after_a_rollback(
+    cli: CloudChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    first = sm.create_secret(Name="prod/db", SecretString="good")["VersionId"]
+    bad = sm.put_secret_value(SecretId="prod/db", SecretString="leaked")["VersionId"]
+    assert main(["--import-from", "secretsmanager:prod/"]) == 0
+    # The source rolls back: AWSCURRENT goes back to the first version.
+    sm.update_secret_version_stage(
+        SecretId="prod/db",
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=first,
+        RemoveFromVersionId=bad,
+    )
+    capsys.readouterr()
+    assert main(["--import-from", "secretsmanager:prod/", "--verify"]) == 1
+    out, err = capsys.readouterr()
+    assert out == f"not-current\tprod/db\tsecretsmanager:prod/db\tversion {first}\n"
+    assert "good" not in out + err and "leaked" not in out + err
+
+
 def test_secrets_manager_awspending_becomes_the_pending_version(
     cli: CloudChain, capsys: pytest.CaptureFixture[str]
 ) -> None:

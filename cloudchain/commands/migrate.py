@@ -178,9 +178,10 @@ def _verify(migration: Migration, rows: list[Planned], workers: int) -> int:
     )
     if mismatches:
         raise CloudChainError(
-            f"{len(mismatches)} imported versions from {migration.source} are missing or "
-            "differ (listed on stdout; no value is shown)",
-            hint="run the same import again to write what is missing",
+            f"{len(mismatches)} imported versions from {migration.source} are missing, "
+            "differ or are not current (listed on stdout; no value is shown)",
+            hint="run the same import again to write what is missing; a not-current row "
+            "needs the source's current value saved again",
         )
     info(f"verified {len(rows)} rows from {migration.source}: every imported version matches")
     return EXIT_OK

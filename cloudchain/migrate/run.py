@@ -82,7 +82,7 @@ class Mismatch:
     row: str
     source: str
     version_id: str
-    problem: str  # "missing" or "differs"
+    problem: str  # "missing", "differs" or "not-current"
 
 
 class Migration:
@@ -258,6 +258,19 @@ class Migration:
             pending = pending_to_import(row, planned.secret)
             missing += [pending.version_id] if pending is not None else []
             found = [Mismatch(where, origin, vid, "missing") for vid in missing]
+            # Every version copied, but the row's current one is not the source's (Secrets
+            # Manager rolled AWSCURRENT back to an older version): readers get another value.
+            # (A pending version imported and then promoted here is newer, not a rollback.)
+            latest = [v.version_id for v in planned.secret.versions if not v.pending][-1:]
+            staged = {v.version_id for v in planned.secret.versions if v.pending}
+            if (
+                row is not None
+                and latest
+                and not missing
+                and row.current.source == origin
+                and row.current.source_version not in (latest[0], *staged)
+            ):
+                found.append(Mismatch(where, origin, latest[0], "not-current"))
             for version in planned.secret.versions:
                 copy = copies.get(version.version_id)
                 if copy is None:
