@@ -88,7 +88,7 @@ def exec_command(inv: Invocation) -> int:
         _check_watchable(inv, base)
     program = _program(command[0])
     if program is None:
-        info(f"error: command not found: {command[0]}")
+        info(f"error: command not found: {shown(command[0])}")
         return EXIT_COMMAND_NOT_FOUND
     files = DestFiles()
     try:
@@ -104,7 +104,7 @@ def exec_command(inv: Invocation) -> int:
         except OSError as err:
             if err.errno == errno.E2BIG:
                 raise _too_large(command, built) from None
-            info(f"error: cannot run {command[0]}: {err.strerror}")
+            info(f"error: cannot run {shown(command[0])}: {err.strerror}")
             return EXIT_COMMAND_NOT_FOUND if err.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
     finally:
         files.remove()  # also on an error, Ctrl-C or SIGTERM before or while the command runs
@@ -137,5 +137,5 @@ def resolve(inv: Invocation) -> int:
     write_stdout("".join(f"{n}={single_quoted_for_sh(v)}\n" for n, v in built.set_here.items()))
     if files.paths:
         info(f"wrote {len(files.paths)} file(s) for ?dest references; they stay after cchain "
-             f"exits: {' '.join(files.paths)}")  # fmt: skip
+             f"exits: {' '.join(shown(p) for p in files.paths)}")  # fmt: skip
     return EXIT_OK

@@ -164,6 +164,10 @@ def test_exec_of_a_missing_command_exits_127(emulator: Emulator) -> None:
     result = emulator.run("-e", "app", "--exec", "--", "no-such-command-xyz")
     assert result.code == 127
     assert "command not found: no-such-command-xyz" in result.err
+    # A command name cannot write a terminal control sequence into cchain's own error line.
+    result = emulator.run("-e", "app", "--exec", "--", "no-such\x1b[2J")
+    assert result.code == 127 and "command not found: no-such\\x1b[2J" in result.err
+    assert "\x1b" not in result.err
 
 
 def test_import_json_counts_and_skips_equal_values(emulator: Emulator, tmp_path: Path) -> None:
