@@ -40,6 +40,9 @@ class Authority:
                 x509.KeyUsage(True, False, False, False, False, True, True, False, False),
                 critical=True,
             )
+            # Key identifiers, as every real CA writes them: Python 3.13's default context is
+            # strict (VERIFY_X509_STRICT) and refuses a chain without them.
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), False)
             .sign(self.key, hashes.SHA256())
         )
         self.path = folder / f"{name}-ca.pem"
@@ -65,6 +68,9 @@ class Authority:
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         usage = x509.oid.ExtendedKeyUsageOID
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([usage.CLIENT_AUTH if client else usage.SERVER_AUTH]),
