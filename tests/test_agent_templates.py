@@ -61,6 +61,8 @@ def test_sections_and_flags_give_templates_with_their_defaults(
     [
         ("source = t.j2\ndestination = o\ncomand = true", "template x: unknown key 'comand'"),
         ("source = t.j2\ndestination = o\nmode = 0999", "template x: mode '0999' is not an octal"),
+        ("source = t.j2\ndestination = o\nmode = 0666", "template x: mode '0666' lets group or"),
+        ("source = t.j2\ndestination = o\nmode = 0620", "template x: mode '0620' lets group or"),
         ("source = t.j2\ndestination = o\nwait = 5s:1s", "template x: wait: the maximum '1s'"),
         ("source = t.j2\ndestination = o\ncommand_timeout = 0s", "template x: command_timeout: a"),
         ("source = t.j2\ndestination = o\nerror_on_missing = maybe", "template x: 'maybe' is not"),

@@ -98,6 +98,8 @@ def _spec(name: str, keys: Mapping[str, str], base: Path) -> TemplateSpec:
         mode = -1
     if not 0 <= mode <= 0o777:
         raise fail(f"mode {shown(keys['mode'])!r} is not an octal file mode such as 0600")
+    if mode & 0o022:  # a rendered file holds secrets: another user must not change what apps read
+        raise fail(f"mode {shown(keys['mode'])!r} lets group or others write the file (0600, 0640)")
     try:
         command = tuple(shlex.split(keys.get("command", "")))
         timeout = parse_duration(keys.get("command_timeout", "30s"), "command_timeout")
