@@ -12,7 +12,6 @@ import os
 import re
 import sys
 
-from ..child import run_child
 from ..errors import CloudChainError, ValidationError
 from ..formats.env import single_quoted_for_sh
 from ..refs import find_references, is_reference
@@ -99,6 +98,8 @@ def exec_command(inv: Invocation) -> int:
         sys.stderr.flush()
         try:
             if files.paths:  # the files go when the command ends: it runs as our child
+                from ..child import run_child  # only with ?dest files: the parser need not load it
+
                 return run_child(program, command, built.env)
             os.execve(program, command, built.env)
         except OSError as err:

@@ -16,7 +16,6 @@ runner's command syntax wants (`%25`, `%0D`, `%0A`).
 
 from __future__ import annotations
 
-import secrets as random
 from collections.abc import Mapping
 
 
@@ -28,8 +27,10 @@ def github_problem(value: str) -> str | None:
 
 
 def _delimiter(value: str) -> str:
+    import secrets  # here, not at import: the parser (and the agent fast path) loads this module
+
     while True:
-        delimiter = f"ghadelimiter_{random.token_hex(16)}"
+        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
         if delimiter not in value:
             return delimiter
 
