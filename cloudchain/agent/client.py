@@ -21,18 +21,15 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 from .. import errors
 from ..validation import shown
+from .dial import AGENT_ENV as AGENT_ENV
+from .dial import TOKEN_ENV, TOKEN_FILE_ENV, TOKEN_FIX, connect, read_token_file
+from .dial import AgentUnavailable as AgentUnavailable
 from .wire import Answer, digits, receive, request_bytes
 
-AGENT_ENV = "CLOUDCHAIN_AGENT"
-TOKEN_ENV = "CLOUDCHAIN_AGENT_TOKEN"
-TOKEN_FILE_ENV = "CLOUDCHAIN_AGENT_TOKEN_FILE"
-CA_ENV = "CLOUDCHAIN_AGENT_CA"
-CERT_ENV = "CLOUDCHAIN_AGENT_CERT"
-KEY_ENV = "CLOUDCHAIN_AGENT_KEY"
 TOKEN_HEADER = "X-Cloudchain-Token"
 VERSION_HEADER = "X-Cloudchain-Version"
 # A healthy agent answers from memory in about a millisecond; one that takes longer than this
@@ -53,24 +50,8 @@ ERRORS: dict[str, type[errors.CloudChainError]] = {
 }
 
 
-class AgentUnavailable(Exception):
-    """The agent could not be reached, cannot serve this request, or could not show it is the
-    real agent: go to AWS directly. fix, when known, says what would mend it."""
-
-    def __init__(self, message: str, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.fix = fix
-
-
 class _Unproven(ValueError):
     """An answer without the agent's proof: an impostor, or a token that is not the agent's."""
-
-
-TOKEN_FIX = (f"use the agent's own token: set {TOKEN_FILE_ENV} to the file it printed at "
-             "start (a private file of yours), and make sure nothing else listens on its "
-             "address")  # fmt: skip
-SOCKET_FIX = (f"point {AGENT_ENV} at your own agent's socket, or set CLOUDCHAIN_AGENT_UID to "
-              "the uid the agent runs as")  # fmt: skip
 
 
 class AgentClient:
@@ -98,60 +79,8 @@ class AgentClient:
         token = environ.get(TOKEN_ENV, "").strip() or None
         token_file = environ.get(TOKEN_FILE_ENV)
         if token is None and token_file:
-            token = _read_token_file(token_file)
+            token = read_token_file(token_file)
         return cls(address, token, environ=environ)
-
-    def _connect(self, deadline: float) -> tuple[socket.socket, str | None, str, bool]:
-        """A connected socket, the token to prove ourselves with (TCP), the Host to name, and
-        whether the token is sent as it is (TLS); or refuse."""
-        if self.address.startswith("unix:"):
-            from .trust import Untrusted, check_peer, check_socket_path, trusted_uids
-
-            path = self.address[len("unix:") :]
-            try:
-                trusted = trusted_uids(self._environ)
-                check_socket_path(path, trusted)
-            except Untrusted as why:
-                raise AgentUnavailable(f"refusing the agent socket: {why}", SOCKET_FIX) from None
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            try:
-                sock.connect(path)
-                check_peer(sock, trusted)
-            except Untrusted as why:
-                sock.close()
-                raise AgentUnavailable(f"refusing the agent socket: {why}", SOCKET_FIX) from None
-            except OSError:
-                sock.close()
-                raise
-            return sock, None, "localhost", False
-        url = urlparse(self.address if "://" in self.address else f"http://{self.address}")
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise AgentUnavailable(f"{AGENT_ENV}={self.address!r} is not unix:PATH, "
-                                   "http://HOST:PORT or https://HOST:PORT")  # fmt: skip
-        if url.scheme == "https":  # the certificate proves the agent: the token goes as it is
-            from .tls import connect
-
-            left = max(deadline - time.monotonic(), 0.001)
-            files = (
-                self._environ.get(CA_ENV),
-                self._environ.get(CERT_ENV),
-                self._environ.get(KEY_ENV),
-            )
-            return (
-                connect(url.hostname, url.port or 443, left, *files),
-                self._token,
-                url.netloc,
-                True,
-            )
-        if not _loopback(url.hostname):  # a name may resolve to someone else's listener
-            raise AgentUnavailable(f"{AGENT_ENV} must name a loopback address such as "
-                                   "http://127.0.0.1:PORT, not a host name")  # fmt: skip
-        if not self._token:
-            raise AgentUnavailable(f"no token for the agent at {self.address}", TOKEN_FIX)
-        left = max(deadline - time.monotonic(), 0.001)
-        connected = socket.create_connection((url.hostname, url.port or 80), left)
-        return connected, self._token, url.netloc, False
 
     def request(
         self, method: str, path: str, query: list[tuple[str, str]], wait: float = 0.0
@@ -162,7 +91,7 @@ class AgentClient:
         target = path + ("?" + urlencode(query) if query else "")
         deadline = time.monotonic() + self._timeout + wait
         try:
-            sock, token, host, bearer = self._connect(deadline)
+            sock, token, host, bearer = connect(self.address, self._token, self._environ, deadline)
             with sock:
                 answer = self._exchange(sock, f"{method} {target}", host, token, deadline,
                                         bearer)  # fmt: skip
@@ -287,36 +216,6 @@ class AgentClient:
         except (ValueError, TypeError):
             raise AgentUnavailable("the agent's health answer is not JSON") from None
         return {str(k): str(v) for k, v in result.items()}
-
-
-def _read_token_file(path: str) -> str | None:
-    """The token in CLOUDCHAIN_AGENT_TOKEN_FILE, if the file is ours (or root's) and private:
-    a token someone else could have written, or could read, proves nothing about the agent."""
-    from .trust import Untrusted, check_token_file
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as err:
-        raise AgentUnavailable(f"cannot read the agent token {path}: {err.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            check_token_file(fd, path)
-        except Untrusted as why:
-            raise AgentUnavailable(f"refusing {why}", TOKEN_FIX) from None
-        data = handle.read(4097)
-    try:
-        return data.decode("ascii").strip() or None
-    except UnicodeDecodeError:
-        raise AgentUnavailable(f"the agent token {path} is not a token") from None
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _value(value: object) -> str | bytes:
