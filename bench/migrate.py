@@ -25,6 +25,7 @@ import boto3
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
+from credstash_table import CREDSTASH_TABLE  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402  (counts requests by operation)
 from run import PEAK_WRAPPER, moto_server  # noqa: E402
 
@@ -82,18 +83,7 @@ def main() -> int:
             AliasName="alias/credstash", TargetKeyId=kms.create_key()["KeyMetadata"]["KeyId"]
         )
         dynamodb = boto3.resource("dynamodb", endpoint_url=direct, region_name="us-east-1")
-        dynamodb.create_table(
-            TableName="credential-store",
-            KeySchema=[
-                {"AttributeName": "name", "KeyType": "HASH"},
-                {"AttributeName": "version", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "name", "AttributeType": "S"},
-                {"AttributeName": "version", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        dynamodb.create_table(**CREDSTASH_TABLE)
         for n in range(args.secrets):
             for v in range(1, args.versions + 1):
                 credstash.putSecret(

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import credstash
 import pytest
+from credstash_table import CREDSTASH_TABLE
 from helpers import KEY_ALIAS, NASTY_VALUES, CallCounter
 
 from cloudchain import CloudChain
@@ -45,18 +46,7 @@ def put_credstash(name: str, values: list[str], **kwargs: Any) -> None:
 def credstash_table(cli: CloudChain) -> dict[str, list[str]]:
     """A credstash table with several secrets and versions, with and without a context."""
     # The table credstash's createDdbTable makes, without its waiter and tagging.
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName="credential-store",
-        KeySchema=[
-            {"AttributeName": "name", "KeyType": "HASH"},
-            {"AttributeName": "version", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "name", "AttributeType": "S"},
-            {"AttributeName": "version", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    boto3.client("dynamodb", region_name=REGION).create_table(**CREDSTASH_TABLE)
     secrets = {
         "db.password": ["first", "second", "third"],
         "api.token": [NASTY_VALUES["unicode"], NASTY_VALUES["newline"]],

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import credstash
 import pytest
+from credstash_table import CREDSTASH_TABLE
 from faultproxy import FaultProxy, forward_all
 from helpers import KEY_ALIAS, NASTY_VALUES
 from support import BIN, Emulator, running_agent
@@ -44,18 +45,7 @@ def _through(emulator: Emulator, proxy: FaultProxy) -> Emulator:
 
 def _credstash(emulator: Emulator, secrets: dict[str, list[str]]) -> None:
     """A credstash table on the emulator, written by credstash's own putSecret."""
-    emulator.client("dynamodb").create_table(
-        TableName="credential-store",
-        KeySchema=[
-            {"AttributeName": "name", "KeyType": "HASH"},
-            {"AttributeName": "version", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "name", "AttributeType": "S"},
-            {"AttributeName": "version", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    emulator.client("dynamodb").create_table(**CREDSTASH_TABLE)
     dynamodb = boto3.resource(
         "dynamodb", endpoint_url=emulator.url, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
