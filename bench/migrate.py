@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from credstash_table import CREDSTASH_TABLE  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402  (counts requests by operation)
-from run import PEAK_WRAPPER, moto_server  # noqa: E402
+from run import PEAK_WRAPPER, isolated_env, moto_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KEY_ALIAS = "alias/cloudchain-bench"
@@ -59,16 +59,7 @@ def main() -> int:
     from cloudchain import CloudChain
 
     home = tempfile.mkdtemp(prefix="cchain-bench-migrate-")
-    base_env = {
-        "PATH": os.environ["PATH"],
-        "HOME": home,
-        "LANG": "C.UTF-8",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.path.join(home, "aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(home, "aws-credentials"),
-    }
+    base_env = isolated_env(home)
     if "PYTHONPATH" in os.environ:  # a checkout under test, as the tests run it
         base_env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     os.environ.clear()

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from latency_proxy import LatencyProxy
-from run import BIN, KEY_ALIAS, moto_server
+from run import BIN, KEY_ALIAS, isolated_env, moto_server
 
 SERVICE = "bench-rotation"
 
@@ -65,16 +65,7 @@ def main() -> int:
     from cloudchain.rotation import rotate
 
     home = tempfile.mkdtemp(prefix="cchain-bench-rotation-")
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": home,
-        "LANG": "C.UTF-8",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.path.join(home, "aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(home, "aws-credentials"),
-    }
+    env = isolated_env(home)
     if "PYTHONPATH" in os.environ:  # a checkout under test, as the test suite runs it
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})

@@ -120,6 +120,21 @@ def per_call(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
+def isolated_env(home: str) -> dict[str, str]:
+    """An environment for the processes measured: fake credentials for moto, and a HOME of
+    their own, so nothing of the caller's AWS or cchain settings reaches them."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": home,
+        "LANG": "C.UTF-8",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.path.join(home, "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(home, "aws-credentials"),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=11)
@@ -133,16 +148,7 @@ def main() -> int:
     from cloudchain import CloudChain
 
     home = tempfile.mkdtemp(prefix="cchain-bench-")
-    base_env = {
-        "PATH": os.environ["PATH"],
-        "HOME": home,
-        "LANG": "C.UTF-8",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.path.join(home, "aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(home, "aws-credentials"),
-    }
+    base_env = isolated_env(home)
     os.environ.clear()
     os.environ.update(base_env)
     os.chdir(home)  # whatever a tool leaves in its working directory (credstash.log) goes here
